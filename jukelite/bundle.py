@@ -1,0 +1,211 @@
+"""Model bundles: one directory holding every trained level, loadable without pickles.
+
+Layout (DESIGN.md section 3):
+    jukelite.json                 format version, sample rate, channels, per-level hop lengths,
+                                  model configs, vocabularies and provenance
+    vqvae_level_{L}.safetensors   weights of VQ-VAE level L
+    prior_level_{L}.safetensors   weights of prior level L (written by prior training)
+
+Components are trained separately and each one adds itself to the bundle; the JSON file is
+updated under a file lock and replaced atomically, so two runs writing into one bundle at once,
+or a run killed half-way, never leave it corrupt.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import platform
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from jukelite.fileio import atomic_path, write_json_atomic
+from jukelite.vqvae.config import VQVAEConfig
+from jukelite.vqvae.model import LevelVQVAE, count_parameters
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "jukelite.json"
+
+
+class BundleError(ValueError):
+    """A bundle that is missing, incomplete or inconsistent; the message names what and where."""
+
+
+def package_versions() -> dict[str, str]:
+    """Versions that matter for reproducing a result."""
+    versions = {"python": platform.python_version()}
+    for name in ("jukelite", "torch", "torchaudio", "numpy", "safetensors"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_manifest(bundle: str | Path) -> dict[str, Any]:
+    """The parsed `jukelite.json` of a bundle directory."""
+    path = Path(bundle) / MANIFEST_NAME
+    if not path.is_file():
+        raise BundleError(f"{bundle} is not a jukelite bundle: {MANIFEST_NAME} not found")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{path}: not valid JSON ({exc})") from exc
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(f"{path}: format_version {version!r} is not supported "
+                          f"(this jukelite reads {FORMAT_VERSION})")
+    return manifest
+
+
+@contextmanager
+def _locked_manifest(bundle: Path) -> Iterator[dict[str, Any]]:
+    """Read-modify-write `jukelite.json` while holding an exclusive lock on the bundle."""
+    bundle.mkdir(parents=True, exist_ok=True)
+    with open(bundle / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            path = bundle / MANIFEST_NAME
+            manifest = read_manifest(bundle) if path.exists() else _new_manifest()
+            yield manifest
+            write_json_atomic(path, manifest)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _new_manifest() -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "sample_rate": None,
+        "channels": None,
+        "levels": None,
+        "hop_lengths": {},
+        "vqvae": {},
+        "priors": {},
+    }
+
+
+def _save_weights(path: Path, module: torch.nn.Module, metadata_: dict[str, str]) -> None:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata_)
+
+
+def save_vqvae_level(
+    bundle: str | Path,
+    model: LevelVQVAE,
+    provenance: dict[str, Any] | None = None,
+    metrics: dict[str, float] | None = None,
+) -> Path:
+    """Write one VQ-VAE level's weights and its entry in `jukelite.json`."""
+    bundle = Path(bundle)
+    config: VQVAEConfig = model.config
+    level = model.level
+    weights = bundle / f"vqvae_level_{level}.safetensors"
+    with _locked_manifest(bundle) as manifest:
+        for key, value in (
+            ("sample_rate", config.sample_rate),
+            ("channels", config.channels),
+            ("levels", config.levels),
+        ):
+            if manifest[key] is not None and manifest[key] != value:
+                raise BundleError(
+                    f"{bundle}: cannot add VQ-VAE level {level} with {key}={value}; "
+                    f"the bundle already has {key}={manifest[key]}"
+                )
+            manifest[key] = value
+        _save_weights(weights, model, {"format": "jukelite-vqvae", "level": str(level)})
+        manifest["hop_lengths"][str(level)] = model.hop_length
+        manifest["vqvae"][str(level)] = {
+            "file": weights.name,
+            "config": config.to_dict(),
+            "hop_length": model.hop_length,
+            "parameters": count_parameters(model),
+            "sha256": file_sha256(weights),
+            "metrics": metrics or {},
+            "provenance": {**(provenance or {}), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
+        }
+    return weights
+
+
+def vqvae_levels(bundle: str | Path) -> list[int]:
+    """Levels whose VQ-VAE is present in the bundle, bottom first."""
+    return sorted(int(level) for level in read_manifest(bundle)["vqvae"])
+
+
+def load_vqvae_level(bundle: str | Path, level: int, device: str | torch.device = "cpu") -> LevelVQVAE:
+    """Build VQ-VAE level `level` from the bundle, in eval mode."""
+    bundle = Path(bundle)
+    manifest = read_manifest(bundle)
+    entry = manifest["vqvae"].get(str(level))
+    if entry is None:
+        present = sorted(manifest["vqvae"]) or "none"
+        raise BundleError(f"{bundle} has no VQ-VAE level {level} (levels present: {present})")
+    weights = bundle / entry["file"]
+    if not weights.is_file():
+        raise BundleError(f"{bundle}: {entry['file']} is listed in {MANIFEST_NAME} but missing")
+    config = VQVAEConfig.from_dict(entry["config"])
+    model = LevelVQVAE(config, level)
+    try:
+        state = load_file(str(weights), device="cpu")
+    except Exception as exc:  # safetensors raises several error types for corrupt files
+        raise BundleError(f"{weights}: cannot be read as safetensors ({exc})") from exc
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise BundleError(f"{weights}: weights do not match its config ({exc})") from exc
+    return model.to(device).eval()
+
+
+def describe(bundle: str | Path) -> dict[str, Any]:
+    """A summary of a bundle for `jukelite info`: levels, hops, sizes and provenance."""
+    bundle = Path(bundle)
+    manifest = read_manifest(bundle)
+    sample_rate = manifest["sample_rate"]
+    levels = []
+    for level, entry in sorted(manifest["vqvae"].items(), key=lambda kv: int(kv[0])):
+        hop = entry["hop_length"]
+        config = entry["config"]
+        levels.append({
+            "level": int(level),
+            "hop_length": hop,
+            "tokens_per_second": sample_rate / hop if sample_rate else None,
+            "codebook": f"{config['codebook_size']} x {config['code_dim']}",
+            "width": config["width"][int(level)],
+            "depth": config["depth"][int(level)],
+            "parameters": entry["parameters"],
+            "metrics": entry.get("metrics", {}),
+            "trained_steps": entry.get("provenance", {}).get("steps"),
+        })
+    size = sum(p.stat().st_size for p in bundle.glob("*.safetensors"))
+    return {
+        "bundle": str(bundle),
+        "format_version": manifest["format_version"],
+        "sample_rate": sample_rate,
+        "channels": manifest["channels"],
+        "levels": manifest["levels"],
+        "vqvae": levels,
+        "priors": manifest.get("priors", {}),
+        "vocabularies": {k: manifest[k] for k in ("artists", "genres", "lyrics") if k in manifest},
+        "size_bytes": size,
+        "provenance": {
+            level["level"]: manifest["vqvae"][str(level["level"])].get("provenance", {})
+            for level in levels
+        },
+    }

@@ -1,0 +1,252 @@
+"""Typed training recipes: YAML files read into dataclasses, with `section.key=value` overrides.
+
+A recipe names what to train (`kind`, `level`), the data, the model sizes, the optimisation and
+where the results go. Every key has a type; an unknown key or a value of the wrong type is an
+error that names the file, the key and what was expected, so a typo never silently trains the
+wrong model. Relative paths in a recipe are taken relative to the current working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+from jukelite.vqvae.config import VQVAEConfig
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be used; the message lists every problem found."""
+
+
+@dataclass
+class DataSection:
+    """Where the audio comes from and how it is cut into training windows."""
+
+    manifest: str = MISSING
+    sample_rate: int = 22050
+    channels: int = 1
+    sample_length: int = 65536
+    valid_fraction: float = 0.1
+    valid_windows: int = 64
+    random_downmix: bool = True
+    random_shift: bool = True
+    cache_dir: str | None = None
+    num_workers: int = 0
+    stats_windows: int = 64
+
+
+@dataclass
+class TrainSection:
+    """Optimisation, logging and checkpointing; shared by every kind of recipe."""
+
+    steps: int = 2000
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 3.0e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 0.0
+    warmup: int = 100
+    schedule: str = "constant"
+    grad_clip: float = 1.0
+    ema_decay: float | None = None
+    save_every: int = 500
+    eval_every: int = 500
+    log_every: int = 10
+    keep_checkpoints: int = 3
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    progress: bool = True
+
+
+@dataclass
+class OutputSection:
+    """The run directory (checkpoints, logs) and the bundle the trained weights go into."""
+
+    dir: str = MISSING
+    bundle: str = MISSING
+
+
+@dataclass
+class VQVAERecipe:
+    """Trains one VQ-VAE level (`level: L`) or every level at once (`level: all`)."""
+
+    kind: str = "vqvae"
+    level: Any = "all"
+    data: DataSection = field(default_factory=DataSection)
+    model: VQVAEConfig = field(default_factory=VQVAEConfig)
+    train: TrainSection = field(default_factory=TrainSection)
+    output: OutputSection = field(default_factory=OutputSection)
+
+    def levels(self) -> list[int]:
+        """The VQ-VAE levels this recipe trains."""
+        if self.level == "all":
+            return list(range(self.model.levels))
+        return [int(self.level)]
+
+
+RECIPE_KINDS: dict[str, type] = {"vqvae": VQVAERecipe}
+SCHEDULES = ("constant", "linear", "cosine")
+PRECISIONS = ("auto", "fp32", "bf16")
+# Keys whose value comes from another section, so the recipe states it once.
+DERIVED_MODEL_KEYS = {"vqvae": {"sample_rate": "data.sample_rate", "channels": "data.channels"}}
+
+
+def _unknown_keys(schema: type, values: Any, prefix: str, problems: list[str]) -> None:
+    """Collect every key of `values` that `schema` (a dataclass) does not define."""
+    if not isinstance(values, dict):
+        return
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if key not in fields:
+            valid = ", ".join(sorted(fields))
+            problems.append(f"unknown key '{name}'; valid keys here: {valid}")
+            continue
+        factory = fields[key].default_factory
+        sub_type = type(factory()) if factory is not dataclasses.MISSING else None
+        if sub_type is not None and dataclasses.is_dataclass(sub_type):
+            if not isinstance(value, dict):
+                problems.append(f"'{name}' must be a mapping of keys, got {value!r}")
+            else:
+                _unknown_keys(sub_type, value, f"{name}.", problems)
+
+
+def _dotlist_to_dict(overrides: list[str]) -> dict:
+    """Turn `a.b=1` strings into a nested dict, parsing values as YAML (`1` -> int, `[1,2]`)."""
+    nested: dict = {}
+    for item in overrides:
+        if "=" not in item:
+            raise RecipeError(f"override '{item}' must look like section.key=value")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise RecipeError(f"override '{item}' has an empty key")
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise RecipeError(f"override '{item}' sets a key inside a value")
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    return nested
+
+
+def _deep_update(base: dict, extra: dict) -> dict:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Any:
+    """Read a YAML recipe, apply `section.key=value` overrides and return the typed recipe."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping of sections, got {type(raw).__name__}")
+    raw = _deep_update(raw, _dotlist_to_dict(overrides or []))
+    return recipe_from_dict(raw, source=str(path))
+
+
+def recipe_from_dict(raw: dict, source: str = "<recipe>") -> Any:
+    """Validate a recipe given as a plain dict (the parsed YAML plus overrides)."""
+    kind = raw.get("kind")
+    if kind not in RECIPE_KINDS:
+        raise RecipeError(f"{source}: 'kind' must be one of {sorted(RECIPE_KINDS)}, got {kind!r}")
+    schema = RECIPE_KINDS[kind]
+    problems: list[str] = []
+    _unknown_keys(schema, raw, "", problems)
+    derived = DERIVED_MODEL_KEYS.get(kind, {})
+    model = dict(raw.get("model") or {})
+    for key, origin in derived.items():
+        if key in model:
+            problems.append(f"'model.{key}' is taken from '{origin}'; set it there instead")
+    if problems:
+        raise RecipeError(f"{source}:\n  " + "\n  ".join(problems))
+    data = raw.get("data") or {}
+    defaults = DataSection()
+    for key, origin in derived.items():
+        model[key] = data.get(origin.split(".", 1)[1], getattr(defaults, origin.split(".", 1)[1]))
+    raw = {**raw, "model": model}
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(raw))
+        recipe = OmegaConf.to_object(merged)
+    except MissingMandatoryValue as exc:
+        raise RecipeError(f"{source}: '{exc.full_key}' is required but missing") from exc
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", "") or "?"
+        message = str(getattr(exc, "msg", exc)).splitlines()[0]
+        raise RecipeError(f"{source}: '{key}': {message}") from exc
+    except ValueError as exc:  # a section's own validation (e.g. VQVAEConfig.validate)
+        raise RecipeError(f"{source}: {exc}") from exc
+    _check_values(recipe, source)
+    return recipe
+
+
+def _check_values(recipe: Any, source: str) -> None:
+    """Range and choice checks that types alone cannot express."""
+    problems: list[str] = []
+    train, data = recipe.train, recipe.data
+    if train.schedule not in SCHEDULES:
+        problems.append(f"'train.schedule' must be one of {SCHEDULES}, got {train.schedule!r}")
+    if train.precision not in PRECISIONS:
+        problems.append(f"'train.precision' must be one of {PRECISIONS}, got {train.precision!r}")
+    for key in ("steps", "batch_size", "grad_accum", "save_every", "eval_every", "log_every"):
+        if getattr(train, key) < 1:
+            problems.append(f"'train.{key}' must be >= 1, got {getattr(train, key)}")
+    if train.lr <= 0:
+        problems.append(f"'train.lr' must be > 0, got {train.lr}")
+    if len(train.betas) != 2:
+        problems.append(f"'train.betas' must hold two numbers, got {train.betas}")
+    if train.ema_decay is not None and not 0.0 < train.ema_decay < 1.0:
+        problems.append(f"'train.ema_decay' must lie in (0, 1) or be null, got {train.ema_decay}")
+    if data.channels not in (1, 2):
+        problems.append(f"'data.channels' must be 1 or 2, got {data.channels}")
+    if not 0.0 <= data.valid_fraction < 1.0:
+        problems.append(f"'data.valid_fraction' must lie in [0, 1), got {data.valid_fraction}")
+    if isinstance(recipe, VQVAERecipe):
+        problems += _check_vqvae(recipe)
+    if problems:
+        raise RecipeError(f"{source}:\n  " + "\n  ".join(problems))
+
+
+def _check_vqvae(recipe: VQVAERecipe) -> list[str]:
+    problems: list[str] = []
+    try:
+        recipe.model.validate()
+    except ValueError as exc:
+        problems.append(f"model: {exc}")
+        return problems
+    level = recipe.level
+    if level != "all" and (
+        isinstance(level, bool) or not isinstance(level, int) or not 0 <= level < recipe.model.levels
+    ):
+        problems.append(
+            f"'level' must be 'all' or an integer in [0, {recipe.model.levels}), got {level!r}"
+        )
+        return problems
+    top_hop = max(recipe.model.hop_length(lv) for lv in recipe.levels())
+    if recipe.data.sample_length % top_hop:
+        problems.append(
+            f"'data.sample_length' ({recipe.data.sample_length}) must be a multiple of the largest "
+            f"hop length trained ({top_hop})"
+        )
+    return problems
+
+
+def recipe_to_dict(recipe: Any) -> dict:
+    """The resolved recipe as plain data (for provenance and the run directory)."""
+    return OmegaConf.to_container(OmegaConf.structured(recipe), resolve=True)

@@ -1,0 +1,365 @@
+"""One training loop for every component (VQ-VAE levels now, priors later).
+
+What is trained is described by a `TrainingTask`: its model, datasets, loss, evaluation and how
+the result is exported into a bundle. The trainer owns everything else: AdamW, the LR schedule,
+gradient clipping and accumulation, bf16 autocast on CUDA, weight EMA, DDP under torchrun,
+TensorBoard, the progress bar, and checkpoints that resume exactly.
+
+Exact resume rests on one rule: training item `i` of a dataset is a pure function of the recipe
+seed and `i`. The trainer only needs to remember how many items it has consumed (the data
+position) plus the model, optimizer, scheduler and RNG states.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from jukelite.recipes import TrainSection
+from jukelite.train.checkpoint import (
+    capture_rng_state,
+    list_checkpoints,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from jukelite.train.distributed import DistributedContext
+from jukelite.train.ema import WeightEMA
+from jukelite.train.schedule import build_scheduler
+
+
+class TrainingTask(Protocol):
+    """What the trainer needs to know about the thing being trained."""
+
+    model: nn.Module
+
+    def train_dataset(self) -> Dataset: ...
+
+    def valid_dataset(self) -> Dataset | None: ...
+
+    def prepare(self, ctx: DistributedContext, resuming: bool) -> None:
+        """One-off work before the first step (data statistics, caches); skipped state on resume
+        comes back from the checkpoint."""
+
+    def training_step(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
+        """Loss (scalar) and detached metrics for one micro-batch already on the device."""
+
+    def evaluate(self, model: nn.Module, batches: Iterator[dict]) -> dict[str, float]: ...
+
+    def log_media(self, writer: Any, model: nn.Module, batch: dict, step: int) -> None: ...
+
+    def export(self, model: nn.Module, step: int, metrics: dict[str, float]) -> None:
+        """Write the (EMA, if enabled) weights into the bundle."""
+
+
+class StreamSampler(Sampler[int]):
+    """Endless item indices for one rank, starting at a global data position.
+
+    Rank `r` of `w` takes items `position + r, position + r + w, ...`, so ranks never overlap and
+    a resumed run continues with exactly the items the interrupted one would have seen next.
+    """
+
+    def __init__(self, position: int, rank: int = 0, world_size: int = 1):
+        self.position, self.rank, self.world_size = position, rank, world_size
+
+    def __iter__(self) -> Iterator[int]:
+        index = self.position + self.rank
+        while True:
+            yield index
+            index += self.world_size
+
+
+class RunDirectoryError(RuntimeError):
+    """The run directory is in a state that would lose or mix up work."""
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def _mean_metrics(records: list[dict]) -> dict[str, float]:
+    keys = records[0].keys() if records else []
+    return {k: float(sum(float(r[k]) for r in records) / len(records)) for k in keys}
+
+
+class Trainer:
+    """Trains `task.model` for `config.steps` optimizer steps into `run_dir`."""
+
+    def __init__(
+        self,
+        task: TrainingTask,
+        config: TrainSection,
+        run_dir: str | Path,
+        ctx: DistributedContext,
+        resume: bool = False,
+        recipe: dict | None = None,
+    ):
+        self.task, self.config, self.ctx = task, config, ctx
+        self.run_dir = Path(run_dir)
+        self.checkpoint_dir = self.run_dir / "checkpoints"
+        self.recipe = recipe or {}
+        self.step = 0
+        self.data_position = 0
+        self.callbacks: list[Callable[[Trainer], None]] = []
+        self._stop_requested = False
+
+        existing = list_checkpoints(self.checkpoint_dir)
+        if existing and not resume:
+            raise RunDirectoryError(
+                f"{self.run_dir} already holds checkpoints (latest: step {existing[-1][0]}); "
+                "pass --resume to continue that run, or set output.dir to a new directory"
+            )
+        if resume and not existing:
+            raise RunDirectoryError(f"--resume: no checkpoint found in {self.checkpoint_dir}")
+
+        torch.manual_seed(config.seed)
+        task.prepare(ctx, resuming=resume)
+        self.model = task.model.to(ctx.device)
+        decay, no_decay = [], []
+        for param in self.model.parameters():
+            if param.requires_grad:
+                (decay if param.ndim >= 2 else no_decay).append(param)
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": config.weight_decay},
+             {"params": no_decay, "weight_decay": 0.0}],
+            lr=config.lr,
+            betas=tuple(config.betas),
+        )
+        self.scheduler = build_scheduler(self.optimizer, config.steps, config.warmup, config.schedule)
+        self.ema = WeightEMA(self.model, config.ema_decay) if config.ema_decay else None
+        if resume:
+            self._load(existing[-1][1])
+        self.wrapped: nn.Module = self.model
+        if ctx.enabled:
+            device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            self.wrapped = DistributedDataParallel(self.model, device_ids=device_ids)
+        self.autocast_dtype = self._autocast_dtype()
+
+    # ------------------------------------------------------------------ setup helpers
+    def _autocast_dtype(self) -> torch.dtype | None:
+        precision, device = self.config.precision, self.ctx.device
+        if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+            return None
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            if precision == "bf16":
+                raise ValueError(f"train.precision=bf16 but {device} does not support bfloat16")
+            return None
+        return torch.bfloat16
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.ctx.device.type, dtype=self.autocast_dtype)
+
+    def _loader(self, dataset: Dataset, sampler: Sampler | None) -> DataLoader:
+        # An explicit generator keeps DataLoader start-up from drawing on the global RNG,
+        # which would make a resumed run diverge from an uninterrupted one.
+        return DataLoader(
+            dataset,
+            batch_size=self.config.batch_size,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=getattr(self.task, "num_workers", 0),
+            generator=torch.Generator(),
+            pin_memory=self.ctx.device.type == "cuda",
+            drop_last=False,
+        )
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self) -> dict[str, Any]:
+        return {
+            "data_position": self.data_position,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": capture_rng_state(),
+            "world_size": self.ctx.world_size,
+            "recipe": self.recipe,
+        }
+
+    def _load(self, path: Path) -> None:
+        state = load_checkpoint(path, map_location=self.ctx.device)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None:
+            if state["ema"] is None:
+                raise RunDirectoryError(f"{path} has no EMA weights but train.ema_decay is set")
+            self.ema.load_state_dict(state["ema"])
+        restore_rng_state(state["rng"])
+        self.step = int(state["step"])
+        self.data_position = int(state["data_position"])
+        if state.get("world_size", 1) != self.ctx.world_size and self.ctx.is_main:
+            tqdm.write(f"note: {path} was written with {state.get('world_size')} processes, "
+                       f"resuming with {self.ctx.world_size}; the data order changes")
+        if self.ctx.is_main:
+            tqdm.write(f"resumed from {path} at step {self.step}")
+
+    def save(self) -> Path | None:
+        path = None
+        if self.ctx.is_main:
+            path = save_checkpoint(
+                self.checkpoint_dir, self.step, self._state(), self.config.keep_checkpoints
+            )
+        self.ctx.barrier()
+        return path
+
+    # ------------------------------------------------------------------ stop requests
+    def request_stop(self) -> None:
+        """Finish the current step, checkpoint and return (Ctrl-C, SIGTERM or a callback)."""
+        self._stop_requested = True
+
+    def _install_signal_handlers(self) -> dict:
+        previous = {}
+
+        def handler(signum, frame):
+            if self._stop_requested:  # a second Ctrl-C stops at once
+                raise KeyboardInterrupt
+            tqdm.write("stop requested: finishing this step and saving a checkpoint "
+                       "(press Ctrl-C again to abort without saving)")
+            self.request_stop()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[sig] = signal.signal(sig, handler)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return previous
+
+    def _agree_on_stop(self) -> None:
+        """A signal may reach only some ranks; all ranks must stop at the same step."""
+        if self.ctx.enabled:
+            flag = torch.tensor([float(self._stop_requested)], device=self.ctx.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            self._stop_requested = bool(flag.item())
+
+    # ------------------------------------------------------------------ evaluation and export
+    def _eval_context(self):
+        return self.ema.swapped_in() if self.ema else nullcontext()
+
+    def evaluate(self) -> dict[str, float]:
+        """Validation metrics with the weights that would be exported (EMA when enabled)."""
+        metrics: dict[str, float] = {}
+        if self.ctx.is_main:
+            dataset = self.task.valid_dataset()
+            if dataset is not None and len(dataset) > 0:
+                loader = self._loader(dataset, sampler=None)
+                self.model.eval()
+                with torch.no_grad(), self._eval_context(), self._autocast():
+                    batches = (_to_device(b, self.ctx.device) for b in loader)
+                    metrics = self.task.evaluate(self.model, batches)
+                    if self.writer is not None:
+                        first = _to_device(next(iter(loader)), self.ctx.device)
+                        self.task.log_media(self.writer, self.model, first, self.step)
+                self.model.train()
+                for key, value in metrics.items():
+                    if self.writer is not None:
+                        self.writer.add_scalar(f"valid/{key}", value, self.step)
+                with open(self.run_dir / "metrics.jsonl", "a") as log:
+                    log.write(json.dumps({"step": self.step, **metrics}) + "\n")
+        self.ctx.barrier()
+        return metrics
+
+    def export(self, metrics: dict[str, float]) -> None:
+        if self.ctx.is_main:
+            self.model.eval()
+            with self._eval_context():
+                self.task.export(self.model, self.step, metrics)
+            self.model.train()
+        self.ctx.barrier()
+
+    # ------------------------------------------------------------------ the loop
+    def _train_step(self, batches: Iterator[dict]) -> tuple[dict[str, float], float, int]:
+        """One optimizer step over `grad_accum` micro-batches; returns metrics, grad norm, items."""
+        cfg = self.config
+        self.optimizer.zero_grad(set_to_none=True)
+        records, items = [], 0
+        for micro in range(cfg.grad_accum):
+            batch = _to_device(next(batches), self.ctx.device)
+            sync = micro == cfg.grad_accum - 1 or not self.ctx.enabled
+            with (nullcontext() if sync else self.wrapped.no_sync()), self._autocast():
+                loss, metrics = self.task.training_step(self.wrapped, batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"loss became {loss.item()} at step {self.step + 1}; the last good checkpoint "
+                    f"is in {self.checkpoint_dir} (try a lower train.lr or a longer warm-up)"
+                )
+            (loss / cfg.grad_accum).backward()
+            records.append({"loss": loss.detach(), **metrics})
+            items += next(iter(v.shape[0] for v in batch.values() if torch.is_tensor(v)))
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update()
+        return _mean_metrics(records), float(grad_norm), items
+
+    def fit(self) -> dict[str, float]:
+        """Train to `config.steps` (or until a stop is requested); returns the last eval metrics."""
+        cfg, ctx = self.config, self.ctx
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.writer = None
+        if ctx.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run_dir / "logs"), purge_step=self.step or None)
+        sampler = StreamSampler(self.data_position, ctx.rank, ctx.world_size)
+        batches = iter(self._loader(self.task.train_dataset(), sampler))
+        previous_handlers = self._install_signal_handlers()
+        seconds_per_item = getattr(self.task, "seconds_per_item", None)
+        metrics: dict[str, float] = {}
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not (cfg.progress and ctx.is_main),
+                   desc=getattr(self.task, "name", "train"), dynamic_ncols=True)
+        self.model.train()
+        try:
+            window_start, window_items = time.perf_counter(), 0
+            while self.step < cfg.steps and not self._stop_requested:
+                step_metrics, grad_norm, items = self._train_step(batches)
+                self.step += 1
+                self.data_position += items * ctx.world_size
+                window_items += items * ctx.world_size
+                elapsed = time.perf_counter() - window_start
+                rate = window_items / elapsed if elapsed > 0 else math.nan
+                postfix = {"loss": f"{step_metrics['loss']:.4g}", "items/s": f"{rate:.1f}"}
+                if seconds_per_item:
+                    postfix["audio s/s"] = f"{rate * seconds_per_item:.1f}"
+                bar.set_postfix(postfix, refresh=False)
+                bar.update(1)
+                if self.writer is not None and self.step % cfg.log_every == 0:
+                    for key, value in step_metrics.items():
+                        self.writer.add_scalar(f"train/{key}", value, self.step)
+                    self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
+                    self.writer.add_scalar("train/grad_norm", grad_norm, self.step)
+                    self.writer.add_scalar("train/items_per_second", rate, self.step)
+                    window_start, window_items = time.perf_counter(), 0
+                for callback in self.callbacks:
+                    callback(self)
+                self._agree_on_stop()
+                finished = self.step >= cfg.steps
+                if self.step % cfg.eval_every == 0 or finished:
+                    metrics = self.evaluate()
+                if self.step % cfg.save_every == 0 or finished or self._stop_requested:
+                    self.save()
+                    self.export(metrics)
+        finally:
+            bar.close()
+            for sig, handler in previous_handlers.items():
+                signal.signal(sig, handler)
+            if self.writer is not None:
+                self.writer.close()
+        if self._stop_requested and self.step < cfg.steps and ctx.is_main:
+            tqdm.write(f"stopped at step {self.step}/{cfg.steps}; continue with --resume")
+        return metrics
