@@ -41,7 +41,7 @@ def _chunked(
     for start in tqdm(starts, desc=desc, disable=not progress or len(starts) < 2, leave=False):
         stop = min(tokens, start + chunk)
         lo, hi = max(0, start - context), min(tokens, stop + context)
-        outputs.append(run(lo, hi)[..., (start - lo) * scale: (stop - lo) * scale].cpu())
+        outputs.append(run(lo, hi)[..., (start - lo) * scale : (stop - lo) * scale].cpu())
     return torch.cat(outputs, dim=-1)
 
 
@@ -58,9 +58,13 @@ def encode_audio(
     device = next(model.parameters()).device
     padded = torch.nn.functional.pad(audio, (0, -audio.shape[-1] % hop))
     return _chunked(
-        padded.shape[-1] // hop, int(chunk_seconds * rate) // hop, int(context_seconds * rate) // hop,
-        lambda lo, hi: model.encode(padded[..., lo * hop: hi * hop].to(device)),
-        1, f"encode level {model.level}", progress,
+        padded.shape[-1] // hop,
+        int(chunk_seconds * rate) // hop,
+        int(context_seconds * rate) // hop,
+        lambda lo, hi: model.encode(padded[..., lo * hop : hi * hop].to(device)),
+        1,
+        f"encode level {model.level}",
+        progress,
     )
 
 
@@ -76,9 +80,13 @@ def decode_codes(
     hop, rate = model.hop_length, model.config.sample_rate
     device = next(model.parameters()).device
     return _chunked(
-        codes.shape[-1], int(chunk_seconds * rate) // hop, int(context_seconds * rate) // hop,
+        codes.shape[-1],
+        int(chunk_seconds * rate) // hop,
+        int(context_seconds * rate) // hop,
         lambda lo, hi: model.decode(codes[..., lo:hi].to(device)),
-        hop, f"decode level {model.level}", progress,
+        hop,
+        f"decode level {model.level}",
+        progress,
     )
 
 
@@ -97,7 +105,9 @@ def _levels_of(bundle: str | Path, levels: list[int] | None) -> list[int]:
 def load_bundle_audio(path: str | Path, bundle: str | Path) -> torch.Tensor:
     """Read an audio file at the bundle's sample rate and channel count -> [1, C, T]."""
     manifest = read_manifest(bundle)
-    return load_audio(path, sample_rate=manifest["sample_rate"], channels=manifest["channels"])[None]
+    return load_audio(path, sample_rate=manifest["sample_rate"], channels=manifest["channels"])[
+        None
+    ]
 
 
 def encode_file(
@@ -125,6 +135,33 @@ def encode_file(
     return save_codes(output, codes, info)
 
 
+def _check_codes_fit(
+    codes_path: str | Path,
+    info: dict[str, Any],
+    level: int,
+    codes: torch.Tensor,
+    model: LevelVQVAE,
+) -> None:
+    """Refuse codes made by a different model: they would decode to noise without any error."""
+    made_with = {
+        "sample_rate": info.get("sample_rate"),
+        "hop_length": (info.get("hop_lengths") or {}).get(str(level)),
+    }
+    expected = {"sample_rate": model.config.sample_rate, "hop_length": model.hop_length}
+    for key, value in made_with.items():
+        if value is not None and value != expected[key]:
+            raise CodesError(
+                f"{codes_path}: level {level} codes were made with {key} {value}, "
+                f"but this bundle's level {level} has {key} {expected[key]}"
+            )
+    size = model.config.codebook_size
+    if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= size):
+        raise CodesError(
+            f"{codes_path}: level {level} codes lie in [{int(codes.min())}, "
+            f"{int(codes.max())}], outside this bundle's codebook [0, {size - 1}]"
+        )
+
+
 def decode_file(
     codes_path: str | Path,
     bundle: str | Path,
@@ -141,6 +178,7 @@ def decode_file(
     if level not in codes:
         raise CodesError(f"{codes_path} has no codes for level {level} (levels: {sorted(codes)})")
     model = load_vqvae_level(bundle, level, device)
+    _check_codes_fit(codes_path, info, level, codes[level], model)
     audio = decode_codes(model, codes[level], progress=progress)
     if "audio_samples" in info:
         audio = audio[..., : info["audio_samples"]]
@@ -149,8 +187,11 @@ def decode_file(
         save_audio(output, audio[0], model.config.sample_rate)
         return output
     for index in range(audio.shape[0]):
-        save_audio(output.with_name(f"{output.stem}_{index}{output.suffix}"), audio[index],
-                   model.config.sample_rate)
+        save_audio(
+            output.with_name(f"{output.stem}_{index}{output.suffix}"),
+            audio[index],
+            model.config.sample_rate,
+        )
     return output
 
 

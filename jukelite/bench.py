@@ -12,6 +12,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
@@ -26,9 +27,14 @@ BENCHMARKS = ("vqvae",)
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", choices=BENCHMARKS, help="what to measure")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--model", metavar="BUNDLE", help="measure a trained bundle's VQ-VAE levels")
-    source.add_argument("--recipe", help="measure the (randomly initialised) model of a recipe; "
-                        "default: the released Jukebox VQ-VAE shape at 44.1 kHz")
+    source.add_argument(
+        "--model", metavar="BUNDLE", help="measure a trained bundle's VQ-VAE levels"
+    )
+    source.add_argument(
+        "--recipe",
+        help="measure the (randomly initialised) model of a recipe; "
+        "default: the released Jukebox VQ-VAE shape at 44.1 kHz",
+    )
     parser.add_argument("--seconds", type=float, default=5.0, help="audio length per item")
     parser.add_argument("--batch", type=int, default=1, help="items per call")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs (median reported)")
@@ -52,7 +58,9 @@ def _time(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
 
 def _levels(args: argparse.Namespace, device: torch.device) -> tuple[str, list[LevelVQVAE]]:
     if args.model:
-        return args.model, [load_vqvae_level(args.model, lv, device) for lv in vqvae_levels(args.model)]
+        return args.model, [
+            load_vqvae_level(args.model, lv, device) for lv in vqvae_levels(args.model)
+        ]
     if args.recipe:
         from jukelite.recipes import load_recipe
 
@@ -74,7 +82,9 @@ def bench_vqvae(args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": "vqvae",
         "source": source,
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "seconds_per_item": args.seconds,
@@ -88,8 +98,8 @@ def bench_vqvae(args: argparse.Namespace) -> dict[str, Any]:
         codes = model.encode(audio)
         audio_seconds = args.batch * samples / rate
         tokens = codes.numel()
-        encode_s = _time(lambda m=model: m.encode(audio), device, args.repeats)
-        decode_s = _time(lambda m=model: m.decode(codes), device, args.repeats)
+        encode_s = _time(partial(model.encode, audio), device, args.repeats)
+        decode_s = _time(partial(model.decode, codes), device, args.repeats)
         results["levels"][str(model.level)] = {
             "hop_length": hop,
             "parameters": count_parameters(model),
@@ -106,15 +116,24 @@ def bench_vqvae(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _table(results: dict[str, Any]) -> None:
-    print(f"{results['source']} on {results['device']} ({results['threads']} threads), "
-          f"batch {results['batch']} x {results['seconds_per_item']} s; "
-          "RTF = compute time / audio time (below 1 is faster than real time)", file=sys.stderr)
-    print(f"{'level':>5} {'hop':>5} {'enc RTF':>9} {'enc tok/s':>11} {'dec RTF':>9} {'dec tok/s':>11}",
-          file=sys.stderr)
+    print(
+        f"{results['source']} on {results['device']} ({results['threads']} threads), "
+        f"batch {results['batch']} x {results['seconds_per_item']} s; "
+        "RTF = compute time / audio time (below 1 is faster than real time)",
+        file=sys.stderr,
+    )
+    print(
+        f"{'level':>5} {'hop':>5} {'enc RTF':>9} {'enc tok/s':>11} "
+        f"{'dec RTF':>9} {'dec tok/s':>11}",
+        file=sys.stderr,
+    )
     for level, r in results["levels"].items():
-        print(f"{level:>5} {r['hop_length']:>5} {r['encode_realtime_factor']:>9.3f} "
-              f"{r['encode_tokens_per_second']:>11.0f} {r['decode_realtime_factor']:>9.3f} "
-              f"{r['decode_tokens_per_second']:>11.0f}", file=sys.stderr)
+        print(
+            f"{level:>5} {r['hop_length']:>5} {r['encode_realtime_factor']:>9.3f} "
+            f"{r['encode_tokens_per_second']:>11.0f} {r['decode_realtime_factor']:>9.3f} "
+            f"{r['decode_tokens_per_second']:>11.0f}",
+            file=sys.stderr,
+        )
 
 
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:

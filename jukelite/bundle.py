@@ -69,8 +69,10 @@ def read_manifest(bundle: str | Path) -> dict[str, Any]:
         raise BundleError(f"{path}: not valid JSON ({exc})") from exc
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
-        raise BundleError(f"{path}: format_version {version!r} is not supported "
-                          f"(this jukelite reads {FORMAT_VERSION})")
+        raise BundleError(
+            f"{path}: format_version {version!r} is not supported "
+            f"(this jukelite reads {FORMAT_VERSION})"
+        )
     return manifest
 
 
@@ -149,7 +151,9 @@ def vqvae_levels(bundle: str | Path) -> list[int]:
     return sorted(int(level) for level in read_manifest(bundle)["vqvae"])
 
 
-def load_vqvae_level(bundle: str | Path, level: int, device: str | torch.device = "cpu") -> LevelVQVAE:
+def load_vqvae_level(
+    bundle: str | Path, level: int, device: str | torch.device = "cpu"
+) -> LevelVQVAE:
     """Build VQ-VAE level `level` from the bundle, in eval mode."""
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
@@ -182,17 +186,19 @@ def describe(bundle: str | Path) -> dict[str, Any]:
     for level, entry in sorted(manifest["vqvae"].items(), key=lambda kv: int(kv[0])):
         hop = entry["hop_length"]
         config = entry["config"]
-        levels.append({
-            "level": int(level),
-            "hop_length": hop,
-            "tokens_per_second": sample_rate / hop if sample_rate else None,
-            "codebook": f"{config['codebook_size']} x {config['code_dim']}",
-            "width": config["width"][int(level)],
-            "depth": config["depth"][int(level)],
-            "parameters": entry["parameters"],
-            "metrics": entry.get("metrics", {}),
-            "trained_steps": entry.get("provenance", {}).get("steps"),
-        })
+        levels.append(
+            {
+                "level": int(level),
+                "hop_length": hop,
+                "tokens_per_second": sample_rate / hop if sample_rate else None,
+                "codebook": f"{config['codebook_size']} x {config['code_dim']}",
+                "width": config["width"][int(level)],
+                "depth": config["depth"][int(level)],
+                "parameters": entry["parameters"],
+                "metrics": entry.get("metrics", {}),
+                "trained_steps": entry.get("provenance", {}).get("steps"),
+            }
+        )
     size = sum(p.stat().st_size for p in bundle.glob("*.safetensors"))
     return {
         "bundle": str(bundle),

@@ -24,9 +24,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.dry_run:
         report = dry_run(recipe)
         for level, counts in report["levels"].items():
-            print(f"level {level} (hop {counts['hop_length']}): encoder {counts['encoder']:,} "
-                  f"+ decoder {counts['decoder']:,} = {counts['trainable']:,} trainable, "
-                  f"codebook {counts['codebook_values']:,} values (buffer)")
+            print(
+                f"level {level} (hop {counts['hop_length']}): encoder {counts['encoder']:,} "
+                f"+ decoder {counts['decoder']:,} = {counts['trainable']:,} trainable, "
+                f"codebook {counts['codebook_values']:,} values (buffer)"
+            )
         print(f"trainable parameters: {report['trainable']:,}")
         return 0
     metrics = train_recipe(recipe, resume=args.resume)
@@ -43,31 +45,49 @@ def _parse_levels(text: str | None) -> list[int] | None:
     try:
         return [int(part) for part in text.split(",")]
     except ValueError:
-        raise SystemExit(f"--level must be 'all' or comma-separated integers, got {text!r}") from None
+        raise SystemExit(
+            f"--level must be 'all' or comma-separated integers, got {text!r}"
+        ) from None
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from jukelite.autoencode import reconstruct_file
 
-    results = reconstruct_file(args.audio, args.model, args.output, _parse_levels(args.level),
-                               device=args.device, progress=not args.quiet)
+    results = reconstruct_file(
+        args.audio,
+        args.model,
+        args.output,
+        _parse_levels(args.level),
+        device=args.device,
+        progress=not args.quiet,
+    )
     if args.json:
         _print_json({str(k): v for k, v in results.items()})
         return 0
-    print(f"{'level':>5} {'hop':>5} {'SC (dB)':>9} {'STFT dist':>10} {'SI-SDR (dB)':>12} "
-          f"{'codes used':>10}  output")
+    print(
+        f"{'level':>5} {'hop':>5} {'SC (dB)':>9} {'STFT dist':>10} {'SI-SDR (dB)':>12} "
+        f"{'codes used':>10}  output"
+    )
     for level, m in results.items():
-        print(f"{level:>5} {m['hop_length']:>5} {m['spectral_convergence_db']:>9.2f} "
-              f"{m['stft_distance']:>10.3f} {m['si_sdr_db']:>12.2f} {m['codes_used']:>10}  "
-              f"{m.get('output', '-')}")
+        print(
+            f"{level:>5} {m['hop_length']:>5} {m['spectral_convergence_db']:>9.2f} "
+            f"{m['stft_distance']:>10.3f} {m['si_sdr_db']:>12.2f} {m['codes_used']:>10}  "
+            f"{m.get('output', '-')}"
+        )
     return 0
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
     from jukelite.autoencode import encode_file
 
-    path = encode_file(args.audio, args.model, args.output, _parse_levels(args.level),
-                       device=args.device, progress=not args.quiet)
+    path = encode_file(
+        args.audio,
+        args.model,
+        args.output,
+        _parse_levels(args.level),
+        device=args.device,
+        progress=not args.quiet,
+    )
     print(f"wrote {path}")
     return 0
 
@@ -75,8 +95,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
 def cmd_decode(args: argparse.Namespace) -> int:
     from jukelite.autoencode import decode_file
 
-    path = decode_file(args.codes, args.model, args.output, args.level, device=args.device,
-                       progress=not args.quiet)
+    path = decode_file(
+        args.codes, args.model, args.output, args.level, device=args.device, progress=not args.quiet
+    )
     print(f"wrote {path}")
     return 0
 
@@ -85,8 +106,16 @@ def cmd_decode(args: argparse.Namespace) -> int:
 def cmd_data_index(args: argparse.Namespace) -> int:
     from jukelite.data.index import index_folder
 
-    result = index_folder(Path(args.directory), Path(args.output), min_duration=args.min_duration,
-                          progress=not args.quiet)
+    try:
+        result = index_folder(
+            Path(args.directory),
+            Path(args.output),
+            min_duration=args.min_duration,
+            progress=not args.quiet,
+        )
+    except FileNotFoundError as exc:  # the folder itself is missing or not a folder
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     for problem in result.problems:
         print(f"problem: {problem}", file=sys.stderr)
     if result.problems and args.strict:
@@ -97,16 +126,19 @@ def cmd_data_index(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     result.write(Path(args.output))
     hours = sum(e.duration or 0.0 for e in result.entries) / 3600
-    print(f"wrote {args.output}: {len(result.entries)} songs, {hours:.2f} h"
-          + (f", {len(result.problems)} problem(s) listed above" if result.problems else ""))
+    print(
+        f"wrote {args.output}: {len(result.entries)} songs, {hours:.2f} h"
+        + (f", {len(result.problems)} problem(s) listed above" if result.problems else "")
+    )
     return 0
 
 
 def cmd_data_synth(args: argparse.Namespace) -> int:
     from jukelite.data.synth import write_synth_dataset
 
-    manifest = write_synth_dataset(Path(args.directory), args.songs, args.seconds,
-                                   sample_rate=args.sample_rate, seed=args.seed)
+    manifest = write_synth_dataset(
+        Path(args.directory), args.songs, args.seconds, sample_rate=args.sample_rate, seed=args.seed
+    )
     print(f"wrote {args.songs} songs and {manifest}")
     return 0
 
@@ -119,25 +151,33 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(info)
         return 0
-    print(f"bundle {info['bundle']} (format {info['format_version']}): "
-          f"{info['sample_rate']} Hz, {info['channels']} channel(s), {info['levels']} levels, "
-          f"{info['size_bytes'] / 1e6:.1f} MB of weights")
-    print(f"{'level':>5} {'hop':>5} {'tokens/s':>9} {'codebook':>11} {'width':>5} {'depth':>5} "
-          f"{'params':>10} {'steps':>7} {'SC (dB)':>8}")
+    print(
+        f"bundle {info['bundle']} (format {info['format_version']}): "
+        f"{info['sample_rate']} Hz, {info['channels']} channel(s), {info['levels']} levels, "
+        f"{info['size_bytes'] / 1e6:.1f} MB of weights"
+    )
+    print(
+        f"{'level':>5} {'hop':>5} {'tokens/s':>9} {'codebook':>11} {'width':>5} {'depth':>5} "
+        f"{'params':>10} {'steps':>7} {'SC (dB)':>8}"
+    )
     for lv in info["vqvae"]:
         sc = lv["metrics"].get("spectral_convergence_db")
-        print(f"{lv['level']:>5} {lv['hop_length']:>5} {lv['tokens_per_second']:>9.1f} "
-              f"{lv['codebook']:>11} {lv['width']:>5} {lv['depth']:>5} {lv['parameters']:>10,} "
-              f"{lv['trained_steps'] or '-':>7} {'-' if sc is None else f'{sc:.2f}':>8}")
+        print(
+            f"{lv['level']:>5} {lv['hop_length']:>5} {lv['tokens_per_second']:>9.1f} "
+            f"{lv['codebook']:>11} {lv['width']:>5} {lv['depth']:>5} {lv['parameters']:>10,} "
+            f"{lv['trained_steps'] or '-':>7} {'-' if sc is None else f'{sc:.2f}':>8}"
+        )
     priors = info["priors"]
     print(f"priors: {', '.join(sorted(priors)) if priors else 'none yet'}")
     for name, vocab in info["vocabularies"].items():
         print(f"{name}: {len(vocab)} entries")
     for level, prov in info["provenance"].items():
         versions = prov.get("versions", {})
-        print(f"level {level}: trained {prov.get('steps')} steps on {prov.get('data_manifest')} "
-              f"(sha256 {str(prov.get('data_manifest_sha256'))[:12]}), saved {prov.get('saved_at')}, "
-              f"torch {versions.get('torch')}")
+        print(
+            f"level {level}: trained {prov.get('steps')} steps on {prov.get('data_manifest')} "
+            f"(sha256 {str(prov.get('data_manifest_sha256'))[:12]}), saved {prov.get('saved_at')}, "
+            f"torch {versions.get('torch')}"
+        )
     return 0
 
 
@@ -151,7 +191,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- parser
 def _add_common(parser: argparse.ArgumentParser, model: bool = True) -> None:
     if model:
-        parser.add_argument("--model", required=True, metavar="BUNDLE", help="model bundle directory")
+        parser.add_argument(
+            "--model", required=True, metavar="BUNDLE", help="model bundle directory"
+        )
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -166,18 +208,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train what a recipe describes",
-                       description="Train a VQ-VAE level (or all levels) from a YAML recipe.")
+    p = sub.add_parser(
+        "train",
+        help="train what a recipe describes",
+        description="Train a VQ-VAE level (or all levels) from a YAML recipe.",
+    )
     p.add_argument("recipe", help="recipe YAML file")
-    p.add_argument("overrides", nargs="*", metavar="section.key=value",
-                   help="override recipe keys, e.g. train.steps=100 data.sample_length=8192")
-    p.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
-    p.add_argument("--dry-run", action="store_true",
-                   help="build the model on the meta device and print parameter counts")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="section.key=value",
+        help="override recipe keys, e.g. train.steps=100 data.sample_length=8192",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the run's latest checkpoint"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="build the model on the meta device and print parameter counts",
+    )
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("reconstruct", help="encode and decode audio, print metrics",
-                       description="Push an audio file through VQ-VAE levels and measure fidelity.")
+    p = sub.add_parser(
+        "reconstruct",
+        help="encode and decode audio, print metrics",
+        description="Push an audio file through VQ-VAE levels and measure fidelity.",
+    )
     p.add_argument("audio", help="audio file (wav, flac, ogg, mp3)")
     p.add_argument("-o", "--output", help="output WAV (one per level when several)")
     p.add_argument("--level", default="all", help="level(s): 'all' or e.g. 0 or 0,2")
@@ -185,36 +242,50 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=cmd_reconstruct)
 
-    p = sub.add_parser("encode", help="audio -> codes file",
-                       description="Encode audio into discrete codes (safetensors).")
+    p = sub.add_parser(
+        "encode",
+        help="audio -> codes file",
+        description="Encode audio into discrete codes (safetensors).",
+    )
     p.add_argument("audio")
     p.add_argument("-o", "--output", required=True, help="codes file (.safetensors)")
     p.add_argument("--level", default="all", help="level(s): 'all' or e.g. 0 or 0,2")
     _add_common(p)
     p.set_defaults(func=cmd_encode)
 
-    p = sub.add_parser("decode", help="codes file -> audio",
-                       description="Decode one level's codes back to audio with that level's decoder.")
+    p = sub.add_parser(
+        "decode",
+        help="codes file -> audio",
+        description="Decode one level's codes back to audio with that level's decoder.",
+    )
     p.add_argument("codes", help="codes file written by `jukelite encode` or `sample`")
     p.add_argument("-o", "--output", required=True, help="output WAV")
-    p.add_argument("--level", type=int, default=None, help="level to decode (default: finest present)")
+    p.add_argument(
+        "--level", type=int, default=None, help="level to decode (default: finest present)"
+    )
     _add_common(p)
     p.set_defaults(func=cmd_decode)
 
     data = sub.add_parser("data", help="dataset tools").add_subparsers(
-        dest="data_command", required=True, metavar="COMMAND")
-    p = data.add_parser("index", help="build a manifest from a folder of audio",
-                        description="Find audio recursively, read metadata sidecars, validate, and "
-                        "write a JSONL manifest. Every bad file or row is reported at once.")
+        dest="data_command", required=True, metavar="COMMAND"
+    )
+    p = data.add_parser(
+        "index",
+        help="build a manifest from a folder of audio",
+        description="Find audio recursively, read metadata sidecars, validate, and "
+        "write a JSONL manifest. Every bad file or row is reported at once.",
+    )
     p.add_argument("directory")
     p.add_argument("-o", "--output", required=True, help="manifest.jsonl to write")
     p.add_argument("--min-duration", type=float, default=0.0, help="skip shorter files (seconds)")
     p.add_argument("--strict", action="store_true", help="write nothing if any problem is found")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_data_index)
-    p = data.add_parser("synth", help="write procedural demo songs and their manifest",
-                        description="Generate tone/chord songs (no downloads needed) for trying "
-                        "the toolkit.")
+    p = data.add_parser(
+        "synth",
+        help="write procedural demo songs and their manifest",
+        description="Generate tone/chord songs (no downloads needed) for trying the toolkit.",
+    )
     p.add_argument("directory")
     p.add_argument("--songs", type=int, default=8)
     p.add_argument("--seconds", type=float, default=6.0)
@@ -227,8 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("bench", help="measure speed; prints one JSON object",
-                       description="Benchmarks print one JSON object on stdout and a table on stderr.")
+    p = sub.add_parser(
+        "bench",
+        help="measure speed; prints one JSON object",
+        description="Benchmarks print one JSON object on stdout and a table on stderr.",
+    )
     add_bench_arguments(p)
     p.set_defaults(func=cmd_bench)
     return parser
@@ -252,8 +326,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (AudioError, BundleError, CodesError, ManifestError, RecipeError,
-            RunDirectoryError) as exc:
+    except (
+        AudioError,
+        BundleError,
+        CodesError,
+        ManifestError,
+        RecipeError,
+        RunDirectoryError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -31,7 +31,9 @@ def save_codes(path: str | Path, codes: dict[int, torch.Tensor], info: dict[str,
     tensors = {}
     for level, tensor in codes.items():
         if tensor.ndim != 2:
-            raise CodesError(f"codes of level {level} must be [n_samples, tokens], got {tuple(tensor.shape)}")
+            raise CodesError(
+                f"codes of level {level} must be [n_samples, tokens], got {tuple(tensor.shape)}"
+            )
         tensors[f"level_{level}"] = tensor.detach().cpu().to(torch.int32).contiguous()
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"format": CODES_FORMAT, "info": json.dumps(info)})
@@ -55,5 +57,5 @@ def load_codes(path: str | Path) -> tuple[dict[int, torch.Tensor], dict[str, Any
     for key, tensor in tensors.items():
         if not key.startswith("level_"):
             raise CodesError(f"{path}: unexpected tensor {key!r} (expected level_<L>)")
-        codes[int(key[len("level_"):])] = tensor.long()
+        codes[int(key[len("level_") :])] = tensor.long()
     return codes, json.loads(metadata.get("info", "{}"))

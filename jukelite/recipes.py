@@ -98,15 +98,24 @@ PRECISIONS = ("auto", "fp32", "bf16")
 DERIVED_MODEL_KEYS = {"vqvae": {"sample_rate": "data.sample_rate", "channels": "data.channels"}}
 
 
-def _unknown_keys(schema: type, values: Any, prefix: str, problems: list[str]) -> None:
-    """Collect every key of `values` that `schema` (a dataclass) does not define."""
+def _unknown_keys(
+    schema: type,
+    values: Any,
+    prefix: str,
+    problems: list[str],
+    hidden: frozenset[str] = frozenset(),
+) -> None:
+    """Collect every key of `values` that `schema` (a dataclass) does not define.
+
+    `hidden` holds full key names (e.g. `model.sample_rate`) that are not offered as valid keys
+    because their value comes from another section."""
     if not isinstance(values, dict):
         return
     fields = {f.name: f for f in dataclasses.fields(schema)}
     for key, value in values.items():
         name = f"{prefix}{key}"
         if key not in fields:
-            valid = ", ".join(sorted(fields))
+            valid = ", ".join(sorted(k for k in fields if f"{prefix}{k}" not in hidden))
             problems.append(f"unknown key '{name}'; valid keys here: {valid}")
             continue
         factory = fields[key].default_factory
@@ -115,7 +124,7 @@ def _unknown_keys(schema: type, values: Any, prefix: str, problems: list[str]) -
             if not isinstance(value, dict):
                 problems.append(f"'{name}' must be a mapping of keys, got {value!r}")
             else:
-                _unknown_keys(sub_type, value, f"{name}.", problems)
+                _unknown_keys(sub_type, value, f"{name}.", problems, hidden)
 
 
 def _dotlist_to_dict(overrides: list[str]) -> dict:
@@ -168,8 +177,8 @@ def recipe_from_dict(raw: dict, source: str = "<recipe>") -> Any:
         raise RecipeError(f"{source}: 'kind' must be one of {sorted(RECIPE_KINDS)}, got {kind!r}")
     schema = RECIPE_KINDS[kind]
     problems: list[str] = []
-    _unknown_keys(schema, raw, "", problems)
     derived = DERIVED_MODEL_KEYS.get(kind, {})
+    _unknown_keys(schema, raw, "", problems, frozenset(f"model.{key}" for key in derived))
     model = dict(raw.get("model") or {})
     for key, origin in derived.items():
         if key in model:
@@ -180,7 +189,9 @@ def recipe_from_dict(raw: dict, source: str = "<recipe>") -> Any:
     defaults = DataSection()
     for key, origin in derived.items():
         model[key] = data.get(origin.split(".", 1)[1], getattr(defaults, origin.split(".", 1)[1]))
-    raw = {**raw, "model": model}
+    # Merge `model` last: a bad derived value (e.g. data.sample_rate) is then reported under the
+    # key the user wrote, not under the model key it was copied into.
+    raw = {**{k: v for k, v in raw.items() if k != "model"}, "model": model}
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(raw))
         recipe = OmegaConf.to_object(merged)
@@ -232,7 +243,9 @@ def _check_vqvae(recipe: VQVAERecipe) -> list[str]:
         return problems
     level = recipe.level
     if level != "all" and (
-        isinstance(level, bool) or not isinstance(level, int) or not 0 <= level < recipe.model.levels
+        isinstance(level, bool)
+        or not isinstance(level, int)
+        or not 0 <= level < recipe.model.levels
     ):
         problems.append(
             f"'level' must be 'all' or an integer in [0, {recipe.model.levels}), got {level!r}"

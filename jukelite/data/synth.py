@@ -79,17 +79,17 @@ _GENRE_SPECS: dict[str, _Genre] = {
                  (0.5, 0.5, 0.25, 0.25, 0.5, 1.0, 1.0)),
         bass_pattern=tuple((b, 0.45, 0 if i % 2 == 0 else 2) for i, b in enumerate(_EIGHTHS)),
         kick=(0.0, 2.0), snare=(1.0, 3.0), hat=_EIGHTHS, drum_gain=0.45, echo=0.0,
-        levels=(0.30, 0.07, 0.30),
+        levels=(0.35, 0.08, 0.25),
     ),
     "ambient": _Genre(
-        bpm=(60.0, 80.0), lead="sine", pad="sine2", bass="sine",
+        bpm=(70.0, 90.0), lead="sine", pad="sine2", bass="sine",
         lead_env=_Adsr(0.15, 0.3, 0.8, 0.6),
         pad_env=_Adsr(0.9, 0.5, 0.8, 1.5),
         bass_env=_Adsr(0.4, 0.5, 0.9, 1.0),
-        rhythms=((2.0, 2.0), (4.0,), (1.0, 1.0, 2.0), (3.0, 1.0)),
+        rhythms=((2.0, 2.0), (1.0, 1.0, 2.0), (2.0, 1.0, 1.0), (3.0, 1.0)),
         bass_pattern=((0.0, 4.0, 0),),
         kick=(), snare=(), hat=(), drum_gain=0.0, echo=0.45,
-        levels=(0.35, 0.16, 0.30),
+        levels=(0.35, 0.14, 0.22),
     ),
     "rock": _Genre(
         bpm=(100.0, 135.0), lead="saw", pad="saw", bass="saw_dark",
@@ -100,7 +100,7 @@ _GENRE_SPECS: dict[str, _Genre] = {
                  (1.0, 0.5, 0.5, 2.0)),
         bass_pattern=tuple((b, 0.45, 0) for b in _EIGHTHS),
         kick=(0.0, 2.0, 2.5), snare=(1.0, 3.0), hat=_EIGHTHS, drum_gain=0.55, echo=0.15,
-        levels=(0.30, 0.09, 0.30),
+        levels=(0.35, 0.09, 0.25),
     ),
     "folk": _Genre(
         bpm=(85.0, 110.0), lead="triangle", pad="pluck", bass="triangle",
@@ -110,7 +110,7 @@ _GENRE_SPECS: dict[str, _Genre] = {
         rhythms=((1.0, 1.0, 2.0), (1.0, 0.5, 0.5, 1.0, 1.0), (2.0, 1.0, 1.0), (1.5, 0.5, 2.0)),
         bass_pattern=((0.0, 1.8, 0), (2.0, 1.8, 2)),
         kick=(0.0, 2.0), snare=(), hat=_EIGHTHS, drum_gain=0.25, echo=0.2,
-        levels=(0.33, 0.16, 0.30),
+        levels=(0.35, 0.15, 0.25),
     ),
 }
 
@@ -181,7 +181,7 @@ def _harmonics(wave: str, tilt: float) -> np.ndarray:
         raise ValueError(f"unknown waveform {wave!r}")
     if wave not in ("sine", "sine2"):
         amps = amps * k ** (-tilt)
-    return amps / np.abs(amps).sum()
+    return amps / np.sqrt((amps**2).sum())  # equal power, so bright waves are not louder
 
 
 def _envelope(n_gate: int, env: _Adsr, sr: int) -> np.ndarray:
@@ -334,7 +334,7 @@ def synth_song(
     n_total = int(round(seconds * sr))
     mix = _Mixer(n_total, channels)  # tails past the end are cut; echoes only look back
     lead_lvl, pad_lvl, bass_lvl = g.levels
-    kick, snare, hat = _kick(sr), _snare(sr, rng), _hat(sr, rng)
+    kick, snare, hat = 0.6 * _kick(sr), _snare(sr, rng), _hat(sr, rng)
     pluck = 0.25 if g.pad == "pluck" else 0.0
     rendered: dict[tuple, np.ndarray] = {}
 

@@ -36,7 +36,9 @@ class DistributedContext:
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """`auto` picks this rank's GPU when there is one, else the CPU."""
     if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+        return (
+            torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+        )
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device '{name}' requested but CUDA is not available on this machine")

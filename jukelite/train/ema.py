@@ -37,7 +37,9 @@ class WeightEMA:
         weight = 1.0 - self.current_decay()
         names = list(self.shadow)
         torch._foreach_lerp_(
-            [self.shadow[n] for n in names], [self.params[n].detach().float() for n in names], weight
+            [self.shadow[n] for n in names],
+            [self.params[n].detach().float() for n in names],
+            weight,
         )
         self.updates += 1
 
@@ -61,7 +63,9 @@ class WeightEMA:
     def load_state_dict(self, state: dict) -> None:
         missing = set(self.shadow) ^ set(state["shadow"])
         if missing:
-            raise ValueError(f"EMA state does not match the model (differing keys: {sorted(missing)})")
+            raise ValueError(
+                f"EMA state does not match the model (differing keys: {sorted(missing)})"
+            )
         self.updates = int(state["updates"])
         for name, tensor in state["shadow"].items():
             self.shadow[name].copy_(tensor)

@@ -48,8 +48,9 @@ def train_recipe(recipe: Any, resume: bool = False, callbacks: list | None = Non
         run_dir = Path(recipe.output.dir)
         torch.manual_seed(recipe.train.seed)
         task = build_task(recipe)
-        trainer = Trainer(task, recipe.train, run_dir, ctx, resume=resume,
-                          recipe=recipe_to_dict(recipe))
+        trainer = Trainer(
+            task, recipe.train, run_dir, ctx, resume=resume, recipe=recipe_to_dict(recipe)
+        )
         trainer.callbacks.extend(callbacks or [])
         if ctx.is_main:
             import yaml

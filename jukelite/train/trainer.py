@@ -86,7 +86,9 @@ class RunDirectoryError(RuntimeError):
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+    return {
+        k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
+    }
 
 
 def _mean_metrics(records: list[dict]) -> dict[str, float]:
@@ -132,12 +134,16 @@ class Trainer:
             if param.requires_grad:
                 (decay if param.ndim >= 2 else no_decay).append(param)
         self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": config.weight_decay},
-             {"params": no_decay, "weight_decay": 0.0}],
+            [
+                {"params": decay, "weight_decay": config.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
             lr=config.lr,
             betas=tuple(config.betas),
         )
-        self.scheduler = build_scheduler(self.optimizer, config.steps, config.warmup, config.schedule)
+        self.scheduler = build_scheduler(
+            self.optimizer, config.steps, config.warmup, config.schedule
+        )
         self.ema = WeightEMA(self.model, config.ema_decay) if config.ema_decay else None
         if resume:
             self._load(existing[-1][1])
@@ -203,8 +209,10 @@ class Trainer:
         self.step = int(state["step"])
         self.data_position = int(state["data_position"])
         if state.get("world_size", 1) != self.ctx.world_size and self.ctx.is_main:
-            tqdm.write(f"note: {path} was written with {state.get('world_size')} processes, "
-                       f"resuming with {self.ctx.world_size}; the data order changes")
+            tqdm.write(
+                f"note: {path} was written with {state.get('world_size')} processes, "
+                f"resuming with {self.ctx.world_size}; the data order changes"
+            )
         if self.ctx.is_main:
             tqdm.write(f"resumed from {path} at step {self.step}")
 
@@ -228,8 +236,10 @@ class Trainer:
         def handler(signum, frame):
             if self._stop_requested:  # a second Ctrl-C stops at once
                 raise KeyboardInterrupt
-            tqdm.write("stop requested: finishing this step and saving a checkpoint "
-                       "(press Ctrl-C again to abort without saving)")
+            tqdm.write(
+                "stop requested: finishing this step and saving a checkpoint "
+                "(press Ctrl-C again to abort without saving)"
+            )
             self.request_stop()
 
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -290,7 +300,7 @@ class Trainer:
         for micro in range(cfg.grad_accum):
             batch = _to_device(next(batches), self.ctx.device)
             sync = micro == cfg.grad_accum - 1 or not self.ctx.enabled
-            with (nullcontext() if sync else self.wrapped.no_sync()), self._autocast():
+            with nullcontext() if sync else self.wrapped.no_sync(), self._autocast():
                 loss, metrics = self.task.training_step(self.wrapped, batch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
@@ -321,8 +331,13 @@ class Trainer:
         previous_handlers = self._install_signal_handlers()
         seconds_per_item = getattr(self.task, "seconds_per_item", None)
         metrics: dict[str, float] = {}
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not (cfg.progress and ctx.is_main),
-                   desc=getattr(self.task, "name", "train"), dynamic_ncols=True)
+        bar = tqdm(
+            total=cfg.steps,
+            initial=self.step,
+            disable=not (cfg.progress and ctx.is_main),
+            desc=getattr(self.task, "name", "train"),
+            dynamic_ncols=True,
+        )
         self.model.train()
         try:
             window_start, window_items = time.perf_counter(), 0

@@ -1,4 +1,4 @@
-"""Training task for VQ-VAE levels: data windows in, reconstruction losses out, levels to a bundle."""
+"""Training task for VQ-VAE levels: audio windows in, reconstruction losses out, bundle out."""
 
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ class VQVAETask:
     def __init__(self, recipe: VQVAERecipe):
         self.recipe = recipe
         data = recipe.data
-        self.name = f"vqvae {recipe.level if recipe.level == 'all' else 'level ' + str(recipe.level)}"
+        self.name = (
+            f"vqvae {recipe.level if recipe.level == 'all' else 'level ' + str(recipe.level)}"
+        )
         self.config = recipe.model
         self.model = VQVAE(self.config, recipe.levels())
         self.num_workers = data.num_workers
@@ -39,7 +41,7 @@ class VQVAETask:
         self.train_entries, self.valid_entries = split_entries(
             entries, data.valid_fraction, seed=recipe.train.seed
         )
-        self.cache = AudioCache(data.cache_dir)
+        self.cache = AudioCache(data.sample_rate, data.cache_dir)
 
     # ------------------------------------------------------------------ data
     def _windows(self, entries: list, train: bool) -> WindowDataset:
@@ -72,8 +74,9 @@ class VQVAETask:
     def prepare(self, ctx: DistributedContext, resuming: bool) -> None:
         """Decode every song into the cache once (rank 0 first) and measure the loss normalisers."""
         if ctx.is_main:
-            self.cache.prepare(self.train_entries + self.valid_entries,
-                               progress=self.recipe.train.progress)
+            self.cache.prepare(
+                self.train_entries + self.valid_entries, progress=self.recipe.train.progress
+            )
         ctx.barrier()
         if resuming:
             return  # the normalisers are buffers of the model: they come back with the checkpoint
@@ -111,8 +114,9 @@ class VQVAETask:
                     name = f"level_{level}/{key}"
                     sums[name] = sums.get(name, 0.0) + value
                 codes = vqvae.level(level).encode(audio)
-                counts[level] += torch.bincount(codes.flatten().cpu(),
-                                                minlength=self.config.codebook_size).float()
+                counts[level] += torch.bincount(
+                    codes.flatten().cpu(), minlength=self.config.codebook_size
+                ).float()
             n_batches += 1
         results = {key: value / max(n_batches, 1) for key, value in sums.items()}
         for level, histogram in counts.items():
@@ -130,8 +134,9 @@ class VQVAETask:
         rate = self.recipe.data.sample_rate
         writer.add_audio("audio/original", audio[0].mean(0).clamp(-1, 1).float().cpu(), step, rate)
         for level, recon in recons.items():
-            writer.add_audio(f"audio/level_{level}", recon[0].mean(0).clamp(-1, 1).float().cpu(),
-                             step, rate)
+            writer.add_audio(
+                f"audio/level_{level}", recon[0].mean(0).clamp(-1, 1).float().cpu(), step, rate
+            )
 
     # ------------------------------------------------------------------ export
     def provenance(self, step: int) -> dict[str, Any]:
@@ -151,5 +156,9 @@ class VQVAETask:
         provenance = self.provenance(step)
         for level in vqvae.level_ids:
             prefix = f"level_{level}/"
-            level_metrics = {k[len(prefix):]: v for k, v in metrics.items() if k.startswith(prefix)}
-            save_vqvae_level(self.recipe.output.bundle, vqvae.level(level), provenance, level_metrics)
+            level_metrics = {
+                k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix)
+            }
+            save_vqvae_level(
+                self.recipe.output.bundle, vqvae.level(level), provenance, level_metrics
+            )

@@ -141,7 +141,7 @@ class VectorQuantizer(nn.Module):
             flat = self._flatten(x)
             if self.training and not bool(self.initialized):
                 self._initialize(flat.detach())
-            previous = self.codebook.clone() if self.training else None
+            previous = self.codebook.clone()  # the output uses the codebook before this update
 
             codes, min_distance = self._nearest(flat.detach())
             if self.training:
@@ -149,29 +149,21 @@ class VectorQuantizer(nn.Module):
             else:
                 counts = torch.bincount(codes, minlength=self.codebook_size).float()
 
-            chosen = F.embedding(codes, previous if previous is not None else self.codebook)
-            quantized = chosen.view(n, t, -1).permute(0, 2, 1)
-            commit_loss = F.mse_loss(x.float(), quantized.detach())
+            quantized = F.embedding(codes, previous).view(n, t, -1).permute(0, 2, 1)
+            commit_loss = F.mse_loss(x.float(), quantized)
             if self.training:
                 quantized = x.float() + (quantized - x.float()).detach()  # straight-through
-            else:
-                quantized = quantized.detach()
 
             with torch.no_grad():
                 probs = counts / counts.sum().clamp(min=1)
                 entropy = -(probs * torch.log2(probs.clamp(min=1e-30))).sum()
-                change = (
-                    (self.codebook - previous).pow(2).mean().sqrt()
-                    if previous is not None
-                    else torch.zeros((), device=x.device)
-                )
                 metrics = {
                     "usage": (self.ema_count >= self.restart_threshold).float().mean(),
                     "used_current": (counts > 0).float().sum(),
                     "entropy": entropy,
                     "perplexity": torch.pow(2.0, entropy),
                     "fit": min_distance.mean(),
-                    "codebook_change": change,
+                    "codebook_change": (self.codebook - previous).pow(2).mean().sqrt(),
                 }
         return QuantizerOutput(quantized, codes.view(n, t), commit_loss, metrics)
 

@@ -11,6 +11,15 @@ import torch
 from jukelite.vqvae.quantizer import VectorQuantizer
 
 
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Tiny tensors: intra-op threads only add overhead, and spin badly on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def preset(q: VectorQuantizer, codebook, counts) -> VectorQuantizer:
     """Put the quantiser in a known, already-initialised state (ema_sum = code * count)."""
     codebook = torch.tensor(codebook, dtype=torch.float32)

@@ -10,6 +10,15 @@ from jukelite.vqvae import VQVAE, LevelVQVAE, VQVAEConfig, count_parameters
 from jukelite.vqvae.blocks import dilations
 
 
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Tiny tensors: intra-op threads only add overhead, and spin badly on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def released_config() -> VQVAEConfig:
     """The released Jukebox VQ-VAE (reference §2.1)."""
     return VQVAEConfig(sample_rate=44100)
