@@ -11,6 +11,10 @@ from pathlib import Path
 EXIT_USAGE = 2
 
 
+class UsageError(ValueError):
+    """A command-line value that cannot be used."""
+
+
 def _print_json(obj: object) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
@@ -45,7 +49,7 @@ def _parse_levels(text: str | None) -> list[int] | None:
     try:
         return [int(part) for part in text.split(",")]
     except ValueError:
-        raise SystemExit(
+        raise UsageError(
             f"--level must be 'all' or comma-separated integers, got {text!r}"
         ) from None
 
@@ -333,6 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ManifestError,
         RecipeError,
         RunDirectoryError,
+        UsageError,
     ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -115,6 +115,7 @@ class Trainer:
         self.step = 0
         self.data_position = 0
         self.callbacks: list[Callable[[Trainer], None]] = []
+        self.writer: Any = None  # TensorBoard, on rank 0 while fit() runs
         self._stop_requested = False
 
         existing = list_checkpoints(self.checkpoint_dir)
@@ -321,7 +322,6 @@ class Trainer:
         """Train to `config.steps` (or until a stop is requested); returns the last eval metrics."""
         cfg, ctx = self.config, self.ctx
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.writer = None
         if ctx.is_main:
             from torch.utils.tensorboard import SummaryWriter
 

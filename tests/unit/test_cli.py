@@ -319,3 +319,12 @@ def test_bench_vqvae_on_a_bundle(capsys, tiny_bundle):
     assert code == 0, err
     result = json.loads(out)
     assert {k: v["hop_length"] for k, v in result["levels"].items()} == {"0": 4, "1": 8}
+
+
+def test_bad_level_is_a_usage_error(tiny_bundle, tmp_path, capsys):
+    audio = tmp_path / "a.wav"
+    save_audio(audio, torch.zeros(1, 800), 8000)
+    code = main(["encode", str(audio), "--model", str(tiny_bundle), "--level", "x", "-o",
+                 str(tmp_path / "c.safetensors")])
+    assert code == 2
+    assert "--level must be 'all' or comma-separated integers" in capsys.readouterr().err

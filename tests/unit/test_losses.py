@@ -21,13 +21,8 @@ SR = 8000
 RESOLUTIONS = [(512, 44, 218), (256, 22, 109)]
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny tensors: intra-op threads only add overhead, and spin badly on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny tensors: intra-op threads only add overhead (fixture in tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def tone(freq: float, n: int = 2048, amplitude: float = 0.5) -> torch.Tensor:

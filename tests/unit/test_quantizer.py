@@ -10,14 +10,8 @@ import torch
 
 from jukelite.vqvae.quantizer import VectorQuantizer
 
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny tensors: intra-op threads only add overhead, and spin badly on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny tensors: intra-op threads only add overhead (fixture in tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def preset(q: VectorQuantizer, codebook, counts) -> VectorQuantizer:
