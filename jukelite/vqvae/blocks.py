@@ -13,10 +13,14 @@ from torch import nn
 
 
 class ResBlock(nn.Module):
-    """x + conv1x1(relu(conv3_dilated(relu(x)))): pre-activation keeps the skip path linear."""
+    """x + s * conv1x1(relu(conv3_dilated(relu(x)))): pre-activation keeps the skip path linear.
 
-    def __init__(self, width: int, hidden: int, dilation: int) -> None:
+    `res_scale` s < 1 tames deep stacks (Jukebox's level-1 upsampler conditioner uses 1/sqrt(16)).
+    """
+
+    def __init__(self, width: int, hidden: int, dilation: int, res_scale: float = 1.0) -> None:
         super().__init__()
+        self.res_scale = res_scale
         self.model = nn.Sequential(
             nn.ReLU(),
             nn.Conv1d(width, hidden, kernel_size=3, padding=dilation, dilation=dilation),
@@ -25,7 +29,7 @@ class ResBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.model(x)
+        return x + self.res_scale * self.model(x)
 
 
 def dilations(depth: int, growth: int, cycle: int | None, reverse: bool) -> list[int]:
@@ -45,12 +49,12 @@ class ResStack(nn.Module):
         growth: int = 3,
         cycle: int | None = None,
         reverse: bool = False,
+        res_scale: float = 1.0,
     ) -> None:
         super().__init__()
         hidden = int(m_conv * width)
-        self.model = nn.Sequential(
-            *[ResBlock(width, hidden, d) for d in dilations(depth, growth, cycle, reverse)]
-        )
+        blocks = dilations(depth, growth, cycle, reverse)
+        self.model = nn.Sequential(*[ResBlock(width, hidden, d, res_scale) for d in blocks])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -110,6 +114,7 @@ class DecoderBlock(nn.Module):
         growth: int,
         cycle: int | None,
         reverse_dilation: bool,
+        res_scale: float = 1.0,
     ) -> None:
         super().__init__()
         stages: list[nn.Module] = [nn.Conv1d(in_channels, width, kernel_size=3, padding=1)]
@@ -121,7 +126,7 @@ class DecoderBlock(nn.Module):
                 stride=stride,
                 padding=stride // 2,
             )
-            res = ResStack(width, depth, m_conv, growth, cycle, reverse=reverse_dilation)
+            res = ResStack(width, depth, m_conv, growth, cycle, reverse_dilation, res_scale)
             stages.append(nn.Sequential(res, up))
         self.model = nn.Sequential(*stages)
 

@@ -1,0 +1,1 @@
+"""Level priors: sparse-attention Transformers over VQ-VAE codes, and their conditioning."""
