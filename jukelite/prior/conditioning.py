@@ -1,5 +1,8 @@
 """What a prior is conditioned on, turned into vectors of the model width.
 
+Labels (artist, bag of genre words) become the start token; timing (song length, window position)
+becomes a signal added to every position of the top prior.
+
 The upsampler conditioner lets level L's prior see the codes of level L+1: it embeds them,
 runs a dilated residual stack and transposed convolutions that stretch them to level L's token
 rate (x4 per level in Jukebox), and layer-normalises the result, which is added to level L's
@@ -11,6 +14,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from jukelite.data.labels import (
+    ARTIST,
+    GENRES,
+    OFFSET,
+    SAMPLE_LENGTH,
+    TOTAL_LENGTH,
+    TimingRange,
+    range_bins,
+)
 from jukelite.vqvae.blocks import DecoderBlock
 
 
@@ -63,3 +75,86 @@ class UpsamplerConditioner(nn.Module):
         x = self.x_emb(codes).transpose(1, 2)
         x = self.cond(x).transpose(1, 2)
         return self.ln(x)
+
+
+class RangeEmbedding(nn.Module):
+    """Embeds a span [start, end) of a scalar range as `n_time` binned positions (Jukebox).
+
+    Positions are spread linearly over the span and binned into `t_bins` equal bins of [lo, hi);
+    the bin arithmetic lives in `jukelite.data.labels.range_bins` so data checks share it.
+    """
+
+    def __init__(
+        self,
+        n_time: int,
+        t_bins: int,
+        lo: float,
+        hi: float,
+        width: int,
+        init_scale: float = 1.0,
+        clamp: bool = False,
+    ) -> None:
+        super().__init__()
+        self.n_time, self.t_bins, self.lo, self.hi, self.clamp = n_time, t_bins, lo, hi, clamp
+        self.emb = nn.Embedding(t_bins, width)
+        nn.init.normal_(self.emb.weight, std=0.01 * init_scale)
+
+    def forward(self, start: torch.Tensor, end: torch.Tensor | None = None) -> torch.Tensor:
+        bins = range_bins(start, end, self.n_time, self.t_bins, self.lo, self.hi, self.clamp)
+        return self.emb(bins.to(self.emb.weight.device))
+
+
+class LabelConditioner(nn.Module):
+    """Label vector `y` -> the start token (artist + bag of genre words) and the timing signal.
+
+    The start token [N, 1, W] replaces position 0 of the shifted input. The timing signal
+    [N, n_ctx, W] (top prior only) sums embeddings of the song's total length, the window's
+    absolute position and its position relative to the song, and is added to every position.
+    """
+
+    def __init__(
+        self,
+        width: int,
+        n_ctx: int,
+        artist_bins: int,
+        genre_bins: int,
+        max_bow_genre_size: int,
+        timing: TimingRange | None = None,
+        t_bins: int = 128,
+        init_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.max_bow_genre_size = max_bow_genre_size
+        self.timing = timing
+        self.artist_emb = nn.Embedding(artist_bins, width)
+        self.bow_genre_emb = nn.Embedding(genre_bins, width)
+        for emb in (self.artist_emb, self.bow_genre_emb):
+            nn.init.normal_(emb.weight, std=0.01 * init_scale)
+        if timing is not None:
+            lo, hi = timing.min_samples, timing.max_samples
+            self.total_length_emb = RangeEmbedding(1, t_bins, lo, hi, width, init_scale)
+            self.absolute_pos_emb = RangeEmbedding(n_ctx, t_bins, 0.0, hi, width, init_scale)
+            self.relative_pos_emb = RangeEmbedding(
+                n_ctx, t_bins, 0.0, 1.0, width, init_scale, clamp=True
+            )
+
+    def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """y [N, >= 4 + G] (layout of `jukelite.data.labels.label_vector`) -> (start, timing)."""
+        genres = y[:, GENRES : GENRES + self.max_bow_genre_size]
+        mask = (genres >= 0).unsqueeze(-1).to(self.bow_genre_emb.weight.dtype)
+        start = self.artist_emb(y[:, ARTIST]) + (
+            self.bow_genre_emb(genres.clamp(min=0)) * mask
+        ).sum(1)
+        if self.timing is None:
+            return start.unsqueeze(1), None
+        total = y[:, TOTAL_LENGTH].float()
+        offset = y[:, OFFSET].float()
+        end = offset + y[:, SAMPLE_LENGTH].float()
+        for value in total.tolist():
+            self.timing.check_total(value)
+        signal = (
+            self.total_length_emb(total)
+            + self.absolute_pos_emb(offset, end)
+            + self.relative_pos_emb(offset / total, end / total)
+        )
+        return start.unsqueeze(1), signal
