@@ -115,6 +115,12 @@ class PriorConfig:
             raise ValueError(
                 f"PriorConfig.blocks={self.blocks} must divide the sequence length {self.seq_len}"
             )
+        lyrics_state = int(self.m_attn * self.lyrics_width)
+        if self.lyrics == "encoder" and lyrics_state % self.lyrics_heads:
+            raise ValueError(
+                f"PriorConfig: lyrics attention width {lyrics_state} (m_attn * lyrics_width) is "
+                f"not divisible by lyrics_heads={self.lyrics_heads}"
+            )
         if self.lyrics == "encoder" and self.n_tokens % self.lyrics_blocks:
             raise ValueError(
                 f"PriorConfig.lyrics_blocks={self.lyrics_blocks} must divide "
@@ -260,7 +266,8 @@ class TokenEmbedding(nn.Module):
         length = tokens.shape[1] - start if length is None else length
         previous = self.x_emb(tokens[:, max(start - 1, 0) : start + length - 1])
         if start == 0:
-            previous = torch.cat([start_token.to(previous.dtype), previous], dim=1)
+            first = start_token.to(previous.dtype).expand(tokens.shape[0], -1, -1)
+            previous = torch.cat([first, previous], dim=1)
         return previous + self.pos_emb[start : start + length]
 
 
@@ -387,7 +394,7 @@ class LevelPrior(nn.Module):
         """Labels y [N, 4 + G], upper-level codes [N, n_ctx / ratio], lyrics [N, n_tokens]."""
         c = self.config
         given = [t for t in (y, upper, lyrics) if t is not None]
-        batch = given[0].shape[0] if given else 1
+        batch = given[0].shape[0] if given else 1  # an unconditioned start token broadcasts
         x_cond = None
         if c.labels:
             if y is None:
