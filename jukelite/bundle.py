@@ -215,3 +215,85 @@ def describe(bundle: str | Path) -> dict[str, Any]:
             for level in levels
         },
     }
+
+
+def save_prior_level(
+    bundle: str | Path,
+    model: torch.nn.Module,
+    vocabularies: dict[str, Any],
+    provenance: dict[str, Any] | None = None,
+    metrics: dict[str, float] | None = None,
+) -> Path:
+    """Write one prior level's weights and its entry (config, vocabularies) in `jukelite.json`.
+
+    `vocabularies` holds the label vocabulary (`labels`) and, for lyric priors, the lyrics
+    tokenizer (`lyrics`); they are also stored at the top level so every prior of the bundle
+    shares one artist/genre vocabulary.
+    """
+    bundle = Path(bundle)
+    config = model.config
+    level = config.level
+    weights = bundle / f"prior_level_{level}.safetensors"
+    with _locked_manifest(bundle) as manifest:
+        if str(level) not in manifest["vqvae"]:
+            raise BundleError(
+                f"{bundle}: cannot add prior level {level} without VQ-VAE level {level}"
+            )
+        labels = vocabularies.get("labels")
+        if labels is not None:
+            if manifest.get("labels") not in (None, labels):
+                raise BundleError(
+                    f"{bundle}: prior level {level} was trained with a different artist/genre "
+                    "vocabulary than the bundle's other priors"
+                )
+            manifest["labels"] = labels
+        if vocabularies.get("lyrics") is not None:
+            manifest["lyrics"] = vocabularies["lyrics"]
+        state = {
+            k: v
+            for k, v in model.state_dict().items()
+            if k != "x_out.weight" or config.merged_decoder
+        }  # a tied head is the embedding: store it once
+        tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+        with atomic_path(weights) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": "jukelite-prior", "level": str(level)})
+        manifest["priors"][str(level)] = {
+            "file": weights.name,
+            "config": config.to_dict(),
+            "parameters": count_parameters(model),
+            "sha256": file_sha256(weights),
+            "metrics": metrics or {},
+            "provenance": {**(provenance or {}), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
+        }
+    return weights
+
+
+def load_prior_level(bundle: str | Path, level: int, device: str | torch.device = "cpu"):
+    """Build prior level `level` from the bundle, in eval mode."""
+    from jukelite.prior.model import LevelPrior, PriorConfig
+
+    bundle = Path(bundle)
+    manifest = read_manifest(bundle)
+    entry = manifest["priors"].get(str(level))
+    if entry is None:
+        present = sorted(manifest["priors"]) or "none"
+        raise BundleError(f"{bundle} has no prior level {level} (prior levels present: {present})")
+    weights = bundle / entry["file"]
+    if not weights.is_file():
+        raise BundleError(f"{bundle}: {entry['file']} is listed in {MANIFEST_NAME} but missing")
+    config = PriorConfig.from_dict(entry["config"])
+    with torch.device("meta"):
+        model = LevelPrior(config)
+    try:
+        state = load_file(str(weights), device="cpu")
+    except Exception as exc:  # safetensors raises several error types for corrupt files
+        raise BundleError(f"{weights}: cannot be read as safetensors ({exc})") from exc
+    if not config.merged_decoder:
+        state["x_out.weight"] = state["embedding.x_emb.weight"]
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as exc:
+        raise BundleError(f"{weights}: weights do not match its config ({exc})") from exc
+    if not config.merged_decoder:
+        model.x_out.weight = model.embedding.x_emb.weight
+    return model.to(device).eval()

@@ -17,6 +17,7 @@ import yaml
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from jukelite.prior.model import PriorConfig
 from jukelite.vqvae.config import VQVAEConfig
 
 
@@ -91,11 +92,42 @@ class VQVAERecipe:
         return [int(self.level)]
 
 
-RECIPE_KINDS: dict[str, type] = {"vqvae": VQVAERecipe}
+@dataclass
+class PriorDataSection:
+    """Songs for prior training; audio is encoded with the bundle's VQ-VAE and the codes cached."""
+
+    manifest: str = MISSING
+    valid_fraction: float = 0.1
+    valid_windows: int = 64
+    cache_dir: str | None = None
+    num_workers: int = 0
+    lyrics_version: str = "v2"
+
+
+@dataclass
+class PriorRecipe:
+    """Trains the prior of one level (the top prior, or the upsampler of a lower level).
+
+    The prior lands in `output.bundle`, whose VQ-VAE level encodes the training audio.
+    """
+
+    kind: str = "prior"
+    level: int = 0
+    data: PriorDataSection = field(default_factory=PriorDataSection)
+    model: PriorConfig = field(default_factory=PriorConfig)
+    train: TrainSection = field(default_factory=TrainSection)
+    output: OutputSection = field(default_factory=OutputSection)
+
+
+RECIPE_KINDS: dict[str, type] = {"vqvae": VQVAERecipe, "prior": PriorRecipe}
 SCHEDULES = ("constant", "linear", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
 # Keys whose value comes from another section, so the recipe states it once.
-DERIVED_MODEL_KEYS = {"vqvae": {"sample_rate": "data.sample_rate", "channels": "data.channels"}}
+# "<bundle>" marks values read from the bundle's VQ-VAE when training starts.
+DERIVED_MODEL_KEYS = {
+    "vqvae": {"sample_rate": "data.sample_rate", "channels": "data.channels"},
+    "prior": {"level": "level", "bins": "<bundle>", "sample_rate": "<bundle>"},
+}
 
 
 def _unknown_keys(
@@ -170,6 +202,16 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Any:
     return recipe_from_dict(raw, source=str(path))
 
 
+def _lookup(source: Any, dotted: str, default: Any = None) -> Any:
+    """`source` (dicts or objects) at the dotted path, or `default` where it is absent."""
+    node = source
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else getattr(node, part, None)
+        if node is None:
+            return default
+    return node
+
+
 def recipe_from_dict(raw: dict, source: str = "<recipe>") -> Any:
     """Validate a recipe given as a plain dict (the parsed YAML plus overrides)."""
     kind = raw.get("kind")
@@ -182,13 +224,16 @@ def recipe_from_dict(raw: dict, source: str = "<recipe>") -> Any:
     model = dict(raw.get("model") or {})
     for key, origin in derived.items():
         if key in model:
-            problems.append(f"'model.{key}' is taken from '{origin}'; set it there instead")
+            if origin == "<bundle>":
+                problems.append(f"'model.{key}' is read from the bundle's VQ-VAE; remove it")
+            else:
+                problems.append(f"'model.{key}' is taken from '{origin}'; set it there instead")
     if problems:
         raise RecipeError(f"{source}:\n  " + "\n  ".join(problems))
-    data = raw.get("data") or {}
-    defaults = DataSection()
+    defaults = schema()
     for key, origin in derived.items():
-        model[key] = data.get(origin.split(".", 1)[1], getattr(defaults, origin.split(".", 1)[1]))
+        if origin != "<bundle>":
+            model[key] = _lookup(raw, origin, _lookup(defaults, origin))
     # Merge `model` last: a bad derived value (e.g. data.sample_rate) is then reported under the
     # key the user wrote, not under the model key it was copied into.
     raw = {**{k: v for k, v in raw.items() if k != "model"}, "model": model}
@@ -224,12 +269,14 @@ def _check_values(recipe: Any, source: str) -> None:
         problems.append(f"'train.betas' must hold two numbers, got {train.betas}")
     if train.ema_decay is not None and not 0.0 < train.ema_decay < 1.0:
         problems.append(f"'train.ema_decay' must lie in (0, 1) or be null, got {train.ema_decay}")
-    if data.channels not in (1, 2):
+    if getattr(data, "channels", 1) not in (1, 2):
         problems.append(f"'data.channels' must be 1 or 2, got {data.channels}")
     if not 0.0 <= data.valid_fraction < 1.0:
         problems.append(f"'data.valid_fraction' must lie in [0, 1), got {data.valid_fraction}")
     if isinstance(recipe, VQVAERecipe):
         problems += _check_vqvae(recipe)
+    if isinstance(recipe, PriorRecipe) and data.lyrics_version not in ("v2", "v3"):
+        problems.append(f"'data.lyrics_version' must be v2 or v3, got {data.lyrics_version!r}")
     if problems:
         raise RecipeError(f"{source}:\n  " + "\n  ".join(problems))
 

@@ -50,10 +50,10 @@ class PriorConfig:
     init_scale: float = 1.0
     merged_decoder: bool = False  # True: untied head and no conditioning re-added before it
     checkpoint_activations: bool = False
-    # labels: artist + bag of genre words -> start token
+    # labels: artist + bag of genre words -> start token; 0 bins = sized from the training data
     labels: bool = True
-    artist_bins: int = 1
-    genre_bins: int = 1
+    artist_bins: int = 0
+    genre_bins: int = 0
     max_bow_genre_size: int = 5
     # timing signal (top prior)
     timing: bool = False
@@ -332,6 +332,11 @@ class LevelPrior(nn.Module):
         c = self.config = config
         self.embedding = TokenEmbedding(c.vocab, c.seq_len, c.width, c.init_scale)
         if c.labels:
+            if c.artist_bins < 1 or c.genre_bins < 1:
+                raise ValueError(
+                    "PriorConfig.artist_bins and genre_bins must be >= 1 for a labelled prior "
+                    "(training sizes them from the manifest when they are 0)"
+                )
             timing = c.timing_range if c.timing else None
             self.y_emb = LabelConditioner(
                 c.width,

@@ -187,7 +187,8 @@ def test_error_names_the_file(recipe_file):
 
 # ----------------------------------------------------------------------------- key errors
 def test_unknown_kind():
-    assert "'kind' must be one of ['vqvae'], got 'prior_x'" in error_of(raw(kind="prior_x"))
+    message = error_of(raw(kind="prior_x"))
+    assert "'kind' must be one of ['prior', 'vqvae'], got 'prior_x'" in message
     assert "'kind'" in error_of(raw(kind=None))
 
 
