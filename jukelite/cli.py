@@ -27,12 +27,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, args.overrides)
     if args.dry_run:
         report = dry_run(recipe)
-        for level, counts in report["levels"].items():
-            print(
-                f"level {level} (hop {counts['hop_length']}): encoder {counts['encoder']:,} "
-                f"+ decoder {counts['decoder']:,} = {counts['trainable']:,} trainable, "
-                f"codebook {counts['codebook_values']:,} values (buffer)"
-            )
+        if report["kind"] == "prior":
+            for part, count in report["parts"].items():
+                print(f"{part}: {count:,}")
+            for note in report["notes"]:
+                print(f"note: {note}")
+        else:
+            for level, counts in report["levels"].items():
+                print(
+                    f"level {level} (hop {counts['hop_length']}): encoder {counts['encoder']:,} "
+                    f"+ decoder {counts['decoder']:,} = {counts['trainable']:,} trainable, "
+                    f"codebook {counts['codebook_values']:,} values (buffer)"
+                )
         print(f"trainable parameters: {report['trainable']:,}")
         return 0
     metrics = train_recipe(recipe, resume=args.resume)

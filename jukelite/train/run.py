@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from jukelite.fileio import write_text_atomic
-from jukelite.recipes import VQVAERecipe, recipe_to_dict
+from jukelite.prior.model import LevelPrior
+from jukelite.recipes import PriorRecipe, VQVAERecipe, recipe_to_dict
 from jukelite.train.distributed import setup_distributed, teardown_distributed
 from jukelite.train.trainer import Trainer
 from jukelite.vqvae.model import VQVAE, count_parameters
@@ -19,11 +21,51 @@ def build_task(recipe: Any):
         from jukelite.train.vqvae_task import VQVAETask
 
         return VQVAETask(recipe)
+    if isinstance(recipe, PriorRecipe):
+        from jukelite.train.prior_task import PriorTask
+
+        return PriorTask(recipe)
     raise ValueError(f"no training task for recipe kind {getattr(recipe, 'kind', '?')!r}")
+
+
+def dry_run_prior(recipe: PriorRecipe) -> dict[str, Any]:
+    """Parameter count of a prior recipe's model on the meta device.
+
+    Sizes that training reads from the bundle or the data are taken from the bundle when it
+    exists; otherwise the recipe's values stand, and vocabularies sized from the data count 1.
+    """
+    config = recipe.model
+    notes = []
+    values: dict[str, Any] = {"level": recipe.level}
+    bundle = Path(recipe.output.bundle)
+    if (bundle / "jukelite.json").is_file():
+        from jukelite.bundle import read_manifest
+
+        entry = read_manifest(bundle)["vqvae"].get(str(recipe.level))
+        if entry is not None:
+            values["bins"] = entry["config"]["codebook_size"]
+    if config.labels:
+        for key in ("artist_bins", "genre_bins"):
+            if not getattr(config, key):
+                values[key] = 1
+                notes.append(f"model.{key} is sized from the manifest at training time")
+    config = dataclasses.replace(config, **values)
+    with torch.device("meta"):
+        model = LevelPrior(config)
+    parts = {name: count_parameters(module) for name, module in model.named_children()}
+    return {
+        "kind": "prior",
+        "level": recipe.level,
+        "parts": parts,
+        "trainable": count_parameters(model),
+        "notes": notes,
+    }
 
 
 def dry_run(recipe: Any) -> dict[str, Any]:
     """Parameter counts of the model a recipe builds, on the meta device (no memory, no data)."""
+    if isinstance(recipe, PriorRecipe):
+        return dry_run_prior(recipe)
     if not isinstance(recipe, VQVAERecipe):
         raise ValueError(f"--dry-run does not know recipe kind {recipe.kind!r}")
     with torch.device("meta"):

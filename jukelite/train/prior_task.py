@@ -1,0 +1,227 @@
+"""Training task for a level prior: cached codes in, bits per token out, the prior to a bundle."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset, Subset
+
+from jukelite.bundle import (
+    BundleError,
+    file_sha256,
+    package_versions,
+    read_manifest,
+    save_prior_level,
+)
+from jukelite.data.code_cache import CodeCache
+from jukelite.data.code_windows import CodeWindowDataset
+from jukelite.data.dataset import AudioCache, split_entries
+from jukelite.data.labels import LabelVocabulary
+from jukelite.data.lyrics import LyricsTokenizer
+from jukelite.data.manifest import read_manifest as read_song_manifest
+from jukelite.prior.model import LevelPrior, PriorConfig
+from jukelite.recipes import PriorRecipe, recipe_to_dict
+from jukelite.train.distributed import DistributedContext
+
+
+def _unwrap(model: nn.Module) -> LevelPrior:
+    return model.module if hasattr(model, "module") else model
+
+
+def resolve_prior_config(recipe: PriorRecipe, vocabulary: LabelVocabulary | None) -> PriorConfig:
+    """The recipe's model with what comes from the bundle (codebook size, sample rate, the
+    upper level's ratio) and from the data (vocabulary sizes) filled in and checked."""
+    bundle = recipe.output.bundle
+    manifest = read_manifest(bundle)
+    level = recipe.level
+    entry = manifest["vqvae"].get(str(level))
+    if entry is None:
+        raise BundleError(f"{bundle} has no VQ-VAE level {level}; train it before its prior")
+    values: dict[str, Any] = {
+        "level": level,
+        "bins": entry["config"]["codebook_size"],
+        "sample_rate": manifest["sample_rate"],
+    }
+    config = recipe.model
+    if config.upsampler:
+        upper = manifest["vqvae"].get(str(level + 1))
+        if upper is None:
+            raise BundleError(
+                f"{bundle}: an upsampler for level {level} needs VQ-VAE level "
+                f"{level + 1} (the codes it is conditioned on)"
+            )
+        ratio = upper["hop_length"] // entry["hop_length"]
+        if config.cond_stride**config.cond_down_t != ratio:
+            raise ValueError(
+                f"model.cond_stride ** model.cond_down_t must equal the hop ratio {ratio} between "
+                f"levels {level + 1} and {level}, got {config.cond_stride}**{config.cond_down_t}"
+            )
+    if config.labels and vocabulary is not None:
+        for key, needed in (
+            ("artist_bins", vocabulary.n_artists),
+            ("genre_bins", vocabulary.n_genres),
+        ):
+            given = getattr(config, key)
+            if given and given < needed:
+                raise ValueError(
+                    f"model.{key}={given} is smaller than the {needed} entries the "
+                    "manifest needs; raise it or set 0 to size it from the data"
+                )
+            values[key] = given or needed
+    return dataclasses.replace(config, **values)
+
+
+class PriorTask:
+    """Trains one level prior on codes of the bundle's frozen VQ-VAE."""
+
+    def __init__(self, recipe: PriorRecipe):
+        self.recipe = recipe
+        self.name = f"prior level {recipe.level}"
+        self.manifest_path = Path(recipe.data.manifest)
+        self.num_workers = recipe.data.num_workers
+        entries = read_song_manifest(self.manifest_path)
+        self.train_entries, self.valid_entries = split_entries(
+            entries, recipe.data.valid_fraction, seed=recipe.train.seed
+        )
+        bundle = read_manifest(recipe.output.bundle)
+        self.vocabulary = None
+        if recipe.model.labels:
+            known = bundle.get("labels")
+            self.vocabulary = (
+                LabelVocabulary.from_dict(known)
+                if known
+                else LabelVocabulary.from_entries(
+                    self.train_entries, recipe.model.max_bow_genre_size
+                )
+            )
+        self.tokenizer = (
+            LyricsTokenizer(recipe.data.lyrics_version) if recipe.model.lyrics != "none" else None
+        )
+        self.config = resolve_prior_config(recipe, self.vocabulary)
+        if self.tokenizer is not None and self.config.n_vocab != self.tokenizer.vocab_size:
+            raise ValueError(
+                f"model.n_vocab={self.config.n_vocab} but the {recipe.data.lyrics_version}"
+                f" lyrics vocabulary has {self.tokenizer.vocab_size} symbols"
+            )
+        self._check_timing(entries, bundle["sample_rate"])
+        self.model = LevelPrior(self.config)
+        audio_cache = AudioCache(bundle["sample_rate"], self._cache("audio"))
+        self.codes = CodeCache(
+            recipe.output.bundle, recipe.level, self._cache("codes"), audio_cache
+        )
+        self.upper = None
+        if self.config.upsampler:
+            self.upper = CodeCache(
+                recipe.output.bundle, recipe.level + 1, self._cache("codes"), audio_cache
+            )
+        self.seconds_per_item = self.config.n_ctx * self.codes.hop_length / bundle["sample_rate"]
+        self._datasets: dict[bool, CodeWindowDataset] = {}
+
+    def _cache(self, kind: str) -> Path | None:
+        root = self.recipe.data.cache_dir
+        return None if root is None else Path(root) / kind
+
+    def _check_timing(self, entries: list, sample_rate: int) -> None:
+        """Every song's length must lie in the timing range, or training fails mid-run."""
+        if not self.config.timing:
+            return
+        timing = self.config.timing_range
+        bad = [
+            f"{e.path.name} ({e.duration:.1f} s)"
+            for e in entries
+            if e.duration is not None
+            and not timing.min_duration <= e.duration < timing.max_duration
+        ]
+        if bad:
+            raise ValueError(
+                f"{len(bad)} song(s) lie outside the top prior's timing range "
+                f"[{timing.min_duration}, {timing.max_duration}) s: {', '.join(bad[:10])}; "
+                "change model.min_duration / model.max_duration"
+            )
+
+    # ------------------------------------------------------------------ data
+    def _windows(self, train: bool) -> CodeWindowDataset:
+        if train not in self._datasets:
+            entries = self.train_entries if train or not self.valid_entries else self.valid_entries
+            self._datasets[train] = CodeWindowDataset(
+                entries,
+                self.codes,
+                self.config.n_ctx,
+                self.vocabulary,
+                self.upper,
+                self.model.upsample_ratio if self.config.upsampler else 1,
+                self.tokenizer,
+                self.config.n_tokens,
+                train=train,
+                seed=self.recipe.train.seed,
+                progress=self.recipe.train.progress,
+            )
+        return self._datasets[train]
+
+    def train_dataset(self) -> Dataset:
+        return self._windows(train=True)
+
+    def valid_dataset(self) -> Dataset | None:
+        dataset = self._windows(train=False)
+        count = min(len(dataset), self.recipe.data.valid_windows)
+        if count == len(dataset):
+            return dataset
+        step = len(dataset) / count
+        return Subset(dataset, [int(i * step) for i in range(count)])
+
+    def prepare(self, ctx: DistributedContext, resuming: bool) -> None:
+        """Encode every song once (rank 0 first; the others then read the cache)."""
+        if ctx.is_main:
+            self._windows(train=True)
+            self._windows(train=False)
+        ctx.barrier()
+
+    # ------------------------------------------------------------------ steps
+    def training_step(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
+        out = model(batch["codes"], batch.get("y"), batch.get("upper"), batch.get("lyrics"))
+        return out.loss, out.metrics
+
+    def evaluate(self, model: nn.Module, batches: Iterator[dict]) -> dict[str, float]:
+        """Validation bits per token, and per second of audio (tokens per second x bits)."""
+        prior = _unwrap(model)
+        totals: dict[str, float] = {}
+        count = 0
+        for batch in batches:
+            out = prior(batch["codes"], batch.get("y"), batch.get("upper"), batch.get("lyrics"))
+            for key, value in {"loss": out.loss, **out.metrics}.items():
+                totals[key] = totals.get(key, 0.0) + float(value)
+            count += 1
+        results = {key: value / max(count, 1) for key, value in totals.items()}
+        if "music_bits_per_token" in results:
+            tokens_per_second = self.codes.sample_rate / self.codes.hop_length
+            results["music_bits_per_second"] = results["music_bits_per_token"] * tokens_per_second
+        return results
+
+    def log_media(self, writer: Any, model: nn.Module, batch: dict, step: int) -> None:
+        """Priors have no media to log until sampling exists; the scalars say it all."""
+
+    # ------------------------------------------------------------------ export
+    def export(self, model: nn.Module, step: int, metrics: dict[str, float]) -> None:
+        vocabularies = {
+            "labels": self.vocabulary.to_dict() if self.vocabulary else None,
+            "lyrics": self.tokenizer.to_dict() if self.tokenizer else None,
+        }
+        provenance = {
+            "recipe": recipe_to_dict(self.recipe),
+            "steps": step,
+            "data_manifest": str(self.manifest_path),
+            "data_manifest_sha256": file_sha256(self.manifest_path),
+            "vqvae_sha256": self.codes.weights_sha256,
+            "train_songs": len(self.train_entries),
+            "valid_songs": len(self.valid_entries),
+            "weights": "ema" if self.recipe.train.ema_decay else "raw",
+            "versions": package_versions(),
+        }
+        save_prior_level(
+            self.recipe.output.bundle, _unwrap(model), vocabularies, provenance, metrics
+        )
