@@ -21,6 +21,17 @@ def tone_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
+@pytest.fixture(scope="session")
+def trained_vqvae(tone_manifest, tmp_path_factory):
+    """The tiny recipe trained 300 steps on the tone songs: (recipe, final metrics, workdir)."""
+    from jukelite.train import train_recipe
+
+    workdir = tmp_path_factory.mktemp("tiny_vqvae")
+    recipe = tiny_recipe(tone_manifest, workdir, "train.steps=300", "train.eval_every=300",
+                         "train.save_every=300")
+    return recipe, train_recipe(recipe), workdir
+
+
 def tiny_recipe(manifest: Path, workdir: Path, *overrides: str):
     """The shipped tiny recipe pointed at `manifest`, writing under `workdir`."""
     return load_recipe(

@@ -10,10 +10,7 @@ import torch
 from jukelite.audio import load_audio
 from jukelite.autoencode import decode_codes, encode_audio
 from jukelite.bundle import load_vqvae_level, read_manifest
-from jukelite.train import train_recipe
 from jukelite.vqvae.losses import reconstruction_metrics
-
-from .conftest import tiny_recipe
 
 # Measured with exactly this setup (CPU, seed 0, 300 steps, this machine): spectral convergence
 # of the held-out songs -13.8 / -9.7 / -2.9 dB at levels 0 / 1 / 2 (at step 100: -8.5 / -8.0 /
@@ -22,13 +19,8 @@ SC_BOUND_DB = {0: -11.0, 1: -7.0, 2: -2.0}
 
 
 @pytest.fixture(scope="module")
-def trained(tone_manifest, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("tiny_vqvae")
-    recipe = tiny_recipe(
-        tone_manifest, workdir, "train.steps=300", "train.eval_every=300", "train.save_every=300"
-    )
-    metrics = train_recipe(recipe)
-    return recipe, metrics, workdir
+def trained(trained_vqvae):
+    return trained_vqvae
 
 
 def test_every_level_reaches_measured_spectral_convergence(trained):
