@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from jukelite.data.code_cache import CodeCache
 from jukelite.data.code_windows import CodeWindowDataset
 from jukelite.data.dataset import AudioCache, split_entries
 from jukelite.data.labels import LabelVocabulary
-from jukelite.data.lyrics import LyricsTokenizer
+from jukelite.data.lyrics import LyricsTokenizer, normalize_lyrics
 from jukelite.data.manifest import read_manifest as read_song_manifest
 from jukelite.prior.model import LevelPrior, PriorConfig
 from jukelite.recipes import PriorRecipe, recipe_to_dict
@@ -102,6 +104,8 @@ class PriorTask:
         self.tokenizer = (
             LyricsTokenizer(recipe.data.lyrics_version) if recipe.model.lyrics != "none" else None
         )
+        if self.tokenizer is not None:
+            self._warn_dropped_lyrics(entries)
         self.config = resolve_prior_config(recipe, self.vocabulary)
         if self.tokenizer is not None and self.config.n_vocab != self.tokenizer.vocab_size:
             raise ValueError(
@@ -121,6 +125,19 @@ class PriorTask:
             )
         self.seconds_per_item = self.config.n_ctx * self.codes.hop_length / bundle["sample_rate"]
         self._datasets: dict[bool, CodeWindowDataset] = {}
+
+    def _warn_dropped_lyrics(self, entries: list) -> None:
+        """Characters outside the lyrics vocabulary are dropped; say which, once."""
+        dropped: Counter[str] = Counter()
+        for entry in entries:
+            dropped.update(normalize_lyrics(entry.lyrics, self.tokenizer.version).dropped)
+        if dropped:
+            listed = ", ".join(f"{char!r} x{count}" for char, count in dropped.most_common(10))
+            warnings.warn(
+                f"{sum(dropped.values())} lyric character(s) in {self.manifest_path} are not in "
+                f"the {self.tokenizer.version} lyrics vocabulary and are dropped: {listed}",
+                stacklevel=2,
+            )
 
     def _cache(self, kind: str) -> Path | None:
         root = self.recipe.data.cache_dir
