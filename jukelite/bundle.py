@@ -151,29 +151,39 @@ def vqvae_levels(bundle: str | Path) -> list[int]:
     return sorted(int(level) for level in read_manifest(bundle)["vqvae"])
 
 
-def load_vqvae_level(
-    bundle: str | Path, level: int, device: str | torch.device = "cpu"
-) -> LevelVQVAE:
-    """Build VQ-VAE level `level` from the bundle, in eval mode."""
-    bundle = Path(bundle)
-    manifest = read_manifest(bundle)
-    entry = manifest["vqvae"].get(str(level))
+def _read_level(
+    bundle: Path, section: str, level: int, what: str
+) -> tuple[dict[str, Any], dict[str, torch.Tensor], Path]:
+    """The manifest entry, weights and weights path of `section` ("vqvae" or "priors") level L."""
+    entries = read_manifest(bundle)[section]
+    entry = entries.get(str(level))
     if entry is None:
-        present = sorted(manifest["vqvae"]) or "none"
-        raise BundleError(f"{bundle} has no VQ-VAE level {level} (levels present: {present})")
+        present = sorted(entries) or "none"
+        raise BundleError(f"{bundle} has no {what} level {level} (levels present: {present})")
     weights = bundle / entry["file"]
     if not weights.is_file():
         raise BundleError(f"{bundle}: {entry['file']} is listed in {MANIFEST_NAME} but missing")
-    config = VQVAEConfig.from_dict(entry["config"])
-    model = LevelVQVAE(config, level)
     try:
         state = load_file(str(weights), device="cpu")
     except Exception as exc:  # safetensors raises several error types for corrupt files
         raise BundleError(f"{weights}: cannot be read as safetensors ({exc})") from exc
+    return entry, state, weights
+
+
+def _load_state(model: torch.nn.Module, state: dict, weights: Path, assign: bool = False) -> None:
     try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(state, strict=True, assign=assign)
     except RuntimeError as exc:
         raise BundleError(f"{weights}: weights do not match its config ({exc})") from exc
+
+
+def load_vqvae_level(
+    bundle: str | Path, level: int, device: str | torch.device = "cpu"
+) -> LevelVQVAE:
+    """Build VQ-VAE level `level` from the bundle, in eval mode."""
+    entry, state, weights = _read_level(Path(bundle), "vqvae", level, "VQ-VAE")
+    model = LevelVQVAE(VQVAEConfig.from_dict(entry["config"]), level)
+    _load_state(model, state, weights)
     return model.to(device).eval()
 
 
@@ -269,31 +279,17 @@ def save_prior_level(
 
 
 def load_prior_level(bundle: str | Path, level: int, device: str | torch.device = "cpu"):
-    """Build prior level `level` from the bundle, in eval mode."""
+    """Build prior level `level` from the bundle, in eval mode (built on the meta device and
+    filled with the stored tensors, so a large prior is never initialised twice)."""
     from jukelite.prior.model import LevelPrior, PriorConfig
 
-    bundle = Path(bundle)
-    manifest = read_manifest(bundle)
-    entry = manifest["priors"].get(str(level))
-    if entry is None:
-        present = sorted(manifest["priors"]) or "none"
-        raise BundleError(f"{bundle} has no prior level {level} (prior levels present: {present})")
-    weights = bundle / entry["file"]
-    if not weights.is_file():
-        raise BundleError(f"{bundle}: {entry['file']} is listed in {MANIFEST_NAME} but missing")
+    entry, state, weights = _read_level(Path(bundle), "priors", level, "prior")
     config = PriorConfig.from_dict(entry["config"])
     with torch.device("meta"):
         model = LevelPrior(config)
-    try:
-        state = load_file(str(weights), device="cpu")
-    except Exception as exc:  # safetensors raises several error types for corrupt files
-        raise BundleError(f"{weights}: cannot be read as safetensors ({exc})") from exc
-    if not config.merged_decoder:
-        state["x_out.weight"] = state["embedding.x_emb.weight"]
-    try:
-        model.load_state_dict(state, strict=True, assign=True)
-    except RuntimeError as exc:
-        raise BundleError(f"{weights}: weights do not match its config ({exc})") from exc
+    if not config.merged_decoder and "embedding.x_emb.weight" in state:
+        state["x_out.weight"] = state["embedding.x_emb.weight"]  # a tied head is stored once
+    _load_state(model, state, weights, assign=True)
     if not config.merged_decoder:
         model.x_out.weight = model.embedding.x_emb.weight
     return model.to(device).eval()

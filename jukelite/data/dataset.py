@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from jukelite.audio import AudioError, convert_channels, load_audio
 from jukelite.data.manifest import ManifestEntry
@@ -122,6 +122,14 @@ def _entry_key(entry: ManifestEntry) -> str:
 def _split_hash(seed: int, entry: ManifestEntry) -> float:
     digest = hashlib.sha256(f"{seed}\0{_entry_key(entry)}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def evenly_spaced(dataset: Dataset, count: int) -> Dataset:
+    """At most `count` items spread evenly over `dataset` (a fixed, cheap validation set)."""
+    if count >= len(dataset):
+        return dataset
+    step = len(dataset) / count
+    return Subset(dataset, [int(i * step) for i in range(count)])
 
 
 def split_entries(

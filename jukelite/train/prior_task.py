@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
 from jukelite.bundle import (
     BundleError,
@@ -22,7 +22,7 @@ from jukelite.bundle import (
 )
 from jukelite.data.code_cache import CodeCache
 from jukelite.data.code_windows import CodeWindowDataset
-from jukelite.data.dataset import AudioCache, split_entries
+from jukelite.data.dataset import AudioCache, evenly_spaced, split_entries
 from jukelite.data.labels import LabelVocabulary
 from jukelite.data.lyrics import LyricsTokenizer, normalize_lyrics
 from jukelite.data.manifest import read_manifest as read_song_manifest
@@ -185,11 +185,7 @@ class PriorTask:
 
     def valid_dataset(self) -> Dataset | None:
         dataset = self._windows(train=False)
-        count = min(len(dataset), self.recipe.data.valid_windows)
-        if count == len(dataset):
-            return dataset
-        step = len(dataset) / count
-        return Subset(dataset, [int(i * step) for i in range(count)])
+        return evenly_spaced(dataset, self.recipe.data.valid_windows)
 
     def prepare(self, ctx: DistributedContext, resuming: bool) -> None:
         """Encode every song once (rank 0 first; the others then read the cache)."""

@@ -8,10 +8,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
 from jukelite.bundle import file_sha256, package_versions, save_vqvae_level
-from jukelite.data.dataset import AudioCache, WindowDataset, split_entries
+from jukelite.data.dataset import AudioCache, WindowDataset, evenly_spaced, split_entries
 from jukelite.data.manifest import read_manifest
 from jukelite.recipes import VQVAERecipe, recipe_to_dict
 from jukelite.train.distributed import DistributedContext
@@ -65,11 +65,7 @@ class VQVAETask:
         """Evenly spread validation windows (training songs when there is no validation split)."""
         entries = self.valid_entries or self.train_entries
         dataset = self._windows(entries, train=False)
-        count = min(len(dataset), self.recipe.data.valid_windows)
-        if count == len(dataset):
-            return dataset
-        step = len(dataset) / count
-        return Subset(dataset, [int(i * step) for i in range(count)])
+        return evenly_spaced(dataset, self.recipe.data.valid_windows)
 
     def prepare(self, ctx: DistributedContext, resuming: bool) -> None:
         """Decode every song into the cache once (rank 0 first) and measure the loss normalisers."""
