@@ -187,6 +187,19 @@ def load_vqvae_level(
     return model.to(device).eval()
 
 
+def _vocabulary_sizes(manifest: dict[str, Any]) -> dict[str, int]:
+    """Entries in each vocabulary the priors use (id 0, "unknown" or padding, included)."""
+    sizes = {}
+    if manifest.get("labels"):
+        sizes["artists"] = len(manifest["labels"]["artists"])
+        sizes["genre words"] = len(manifest["labels"]["genres"])
+    if manifest.get("lyrics"):
+        sizes[f"lyric characters ({manifest['lyrics']['version']})"] = (
+            len(manifest["lyrics"]["chars"]) + 1
+        )
+    return sizes
+
+
 def describe(bundle: str | Path) -> dict[str, Any]:
     """A summary of a bundle for `jukelite info`: levels, hops, sizes and provenance."""
     bundle = Path(bundle)
@@ -218,7 +231,7 @@ def describe(bundle: str | Path) -> dict[str, Any]:
         "levels": manifest["levels"],
         "vqvae": levels,
         "priors": manifest.get("priors", {}),
-        "vocabularies": {k: manifest[k] for k in ("artists", "genres", "lyrics") if k in manifest},
+        "vocabularies": _vocabulary_sizes(manifest),
         "size_bytes": size,
         "provenance": {
             level["level"]: manifest["vqvae"][str(level["level"])].get("provenance", {})

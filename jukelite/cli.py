@@ -179,8 +179,14 @@ def cmd_info(args: argparse.Namespace) -> int:
         )
     priors = info["priors"]
     print(f"priors: {', '.join(sorted(priors)) if priors else 'none yet'}")
-    for name, vocab in info["vocabularies"].items():
-        print(f"{name}: {len(vocab)} entries")
+    for name, size in info["vocabularies"].items():
+        print(f"{name}: {size} entries")
+    for level, prior in sorted(priors.items()):
+        bits = prior.get("metrics", {}).get("music_bits_per_token")
+        steps = prior.get("provenance", {}).get("steps")
+        shown = "-" if bits is None else f"{bits:.3f}"
+        print(f"prior level {level}: {prior['parameters']:,} parameters, {steps} steps, "
+              f"validation {shown} bits per token")
     for level, prov in info["provenance"].items():
         versions = prov.get("versions", {})
         print(
