@@ -81,3 +81,14 @@ def test_existing_run_needs_resume_and_resume_needs_a_checkpoint(tone_manifest, 
     train_recipe(recipe)
     with pytest.raises(RunDirectoryError, match="--resume"):
         train_recipe(recipe)
+
+
+def test_a_single_level_recipe_trains_and_exports_only_that_level(tone_manifest, tmp_path):
+    from jukelite.bundle import read_manifest
+
+    recipe = tiny_recipe(tone_manifest, tmp_path, *FAST, "level=1", "train.steps=2")
+    metrics = train_recipe(recipe)
+    assert sorted(read_manifest(recipe.output.bundle)["vqvae"]) == ["1"]
+    assert {key.split("/")[0] for key in metrics if "/" in key} == {"level_1"}
+    assert (tmp_path / "bundle" / "vqvae_level_1.safetensors").is_file()
+    assert not (tmp_path / "bundle" / "vqvae_level_0.safetensors").exists()
