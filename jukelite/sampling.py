@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -69,17 +70,20 @@ def sample_window(
     settings: SamplingSettings = SamplingSettings(),
     generator: torch.Generator | None = None,
     on_token: Callable[[int], None] | None = None,
+    length: int | None = None,
 ) -> Tensor:
     """Complete one window: prefix [N, p] (in the prior's sequence space, p < seq_len) ->
-    tokens [N, seq_len]. The prefix is fed as one chunk; every later token is one cached step.
+    tokens [N, length] (default the whole window, seq_len). The prefix is fed as one chunk;
+    every later token is one cached step.
 
     In `single` lyrics mode the prefix holds the lyric window at least, and music positions may
     only emit music codes (lyric ids are masked out rather than clamped afterwards).
     """
     config = prior.config
     batch, known = prefix.shape
-    if known >= config.seq_len:
-        raise ValueError(f"prefix length must be below the window's {config.seq_len}, got {known}")
+    length = config.seq_len if length is None else length
+    if not known < length <= config.seq_len:
+        raise ValueError(f"need prefix length {known} < length {length} <= {config.seq_len}")
     if config.lyrics == "single" and known < config.n_tokens:
         raise ValueError(f"a single-stack lyrics prior needs the {config.n_tokens} lyric tokens "
                          f"as prefix, got {known}")
@@ -90,11 +94,72 @@ def sample_window(
     if known:
         prior.logits_cached(tokens, 0, known, caches, cond)
     music_from = config.n_vocab if config.lyrics == "single" else 0
-    for position in range(known, config.seq_len):
+    for position in range(known, length):
         logits = prior.logits_cached(tokens, position, 1, caches, cond)[:, -1]
         if music_from:
             logits[:, :music_from] = float("-inf")
         tokens[:, position] = sample_from_logits(logits, settings, generator).to(device)
         if on_token is not None:
             on_token(position)
-    return tokens
+    return tokens[:, :length]
+
+
+def window_starts(total: int, n_ctx: int, hop: int) -> list[int]:
+    """First token of each window covering [0, total): every `hop` tokens, the last one moved
+    back to end exactly at `total` (Jukebox's schedule); one short window if total <= n_ctx."""
+    if total <= n_ctx:
+        return [0]
+    starts = []
+    for start in range(0, total - n_ctx + hop, hop):
+        starts.append(min(start, total - n_ctx))
+    return starts
+
+
+def window_generator(seed: int, level: int, window: int) -> torch.Generator:
+    """An independent random stream per (seed, level, window): a run resumed from saved codes
+    draws exactly what the uninterrupted run drew."""
+    state = np.random.SeedSequence([seed, level, window]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) % (2**63))
+
+
+@torch.no_grad()
+def sample_level(
+    prior: LevelPrior,
+    total: int,
+    condition_for: Callable[[int], tuple[Conditioning, Tensor | None]],
+    seed: int,
+    codes: Tensor | None = None,
+    hop_fraction: float = 0.5,
+    settings: SamplingSettings = SamplingSettings(),
+    on_window: Callable[[int, Tensor], None] | None = None,
+) -> Tensor:
+    """Sample `total` codes of the prior's level window by window.
+
+    Each window starts `hop_fraction * n_ctx` tokens after the previous one and is primed with
+    the codes already there, so earlier codes never change. `condition_for(start)` gives the
+    window's conditioning (labels and timing for its offset, the matching upper codes, the
+    lyric window) and, for single-stack lyrics priors, the lyric tokens that prefix it.
+    `codes` [N, t] are kept as they are (a prompt, or a stopped run to resume); `on_window`
+    gets each window's index and all codes so far (e.g. to save them).
+    """
+    config = prior.config
+    hop = max(1, int(config.n_ctx * hop_fraction))
+    if codes is None:
+        raise ValueError("pass codes [N, 0] (or a prompt) so the batch size is known")
+    for index, start in enumerate(window_starts(total, config.n_ctx, hop)):
+        end = min(start + config.n_ctx, total)
+        if end <= codes.shape[1]:
+            continue  # already sampled (a resumed run) or given (a prompt)
+        cond, lyric_prefix = condition_for(start)
+        prefix = codes[:, start:]
+        if lyric_prefix is not None:
+            prefix = torch.cat([lyric_prefix, prefix + config.n_vocab], dim=1)
+        offset = config.seq_len - config.n_ctx  # lyric positions before the music
+        window = sample_window(prior, cond, prefix, settings,
+                               window_generator(seed, config.level, index),
+                               length=offset + end - start)
+        new = window[:, offset + codes.shape[1] - start :] - (config.n_vocab if offset else 0)
+        codes = torch.cat([codes, new.to(codes.device)], dim=1)
+        if on_window is not None:
+            on_window(index, codes)
+    return codes

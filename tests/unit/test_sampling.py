@@ -7,7 +7,15 @@ import math
 import pytest
 import torch
 
-from jukelite.sampling import SamplingSettings, filter_logits, sample_from_logits, sample_window
+from jukelite.data.labels import label_vector
+from jukelite.sampling import (
+    SamplingSettings,
+    filter_logits,
+    sample_from_logits,
+    sample_level,
+    sample_window,
+    window_starts,
+)
 
 from .test_prior_model import build
 
@@ -83,3 +91,56 @@ def test_same_seed_same_codes_other_seed_other_codes():
 
     assert torch.equal(draw(1), draw(1))
     assert not torch.equal(draw(1), draw(2))
+
+
+@pytest.mark.parametrize(("total", "expected"), [
+    (10, [0, 2, 4, 6]), (9, [0, 2, 4, 5]), (4, [0]), (3, [0]),
+])
+def test_window_starts_follow_jukebox(total, expected):
+    assert window_starts(total, n_ctx=4, hop=2) == expected
+
+
+def windowed(kind: str):
+    """A tiny prior and a condition_for(start) giving each window its own labels."""
+    prior, _, inputs = build(kind)
+
+    def condition_for(start: int):
+        y = torch.stack([label_vector(400, start, 16, 1, [2, 3]),
+                         label_vector(900, start, 16, 2, [1, -1])])
+        window_inputs = {**inputs, "y": y} if "y" in inputs else inputs
+        return prior.condition(**window_inputs), inputs.get("lyrics") if kind == "single" else None
+
+    return prior, condition_for
+
+
+@pytest.mark.parametrize("kind", ["top", "single"])
+def test_windows_past_n_ctx_keep_earlier_codes_and_resume_exactly(kind):
+    prior, condition_for = windowed(kind)
+    snapshots = []
+    start = torch.zeros(2, 0, dtype=torch.long)
+    codes = sample_level(prior, 40, condition_for, seed=3, codes=start,
+                         on_window=lambda index, c: snapshots.append(c.clone()))
+    assert codes.shape == (2, 40)
+    assert ((0 <= codes) & (codes < prior.config.bins)).all()
+    assert len(snapshots) == len(window_starts(40, 16, 8))
+    for snapshot in snapshots:  # each window only appends: earlier codes never change
+        assert torch.equal(codes[:, : snapshot.shape[1]], snapshot)
+    resumed = sample_level(prior, 40, condition_for, seed=3, codes=snapshots[1])
+    assert torch.equal(resumed, codes)
+    other = sample_level(prior, 40, condition_for, seed=4, codes=start)
+    assert not torch.equal(other, codes)
+
+
+def test_a_song_shorter_than_a_window_is_one_short_window():
+    prior, condition_for = windowed("top")
+    empty = torch.zeros(2, 0, dtype=torch.long)
+    codes = sample_level(prior, 10, condition_for, seed=0, codes=empty)
+    assert codes.shape == (2, 10)
+
+
+def test_a_prompt_is_kept():
+    prior, condition_for = windowed("top")
+    prompt = torch.randint(0, prior.config.bins, (2, 12),
+                           generator=torch.Generator().manual_seed(0))
+    codes = sample_level(prior, 30, condition_for, seed=0, codes=prompt)
+    assert torch.equal(codes[:, :12], prompt) and codes.shape == (2, 30)
