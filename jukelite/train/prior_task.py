@@ -90,6 +90,11 @@ class PriorTask:
         self.train_entries, self.valid_entries = split_entries(
             entries, recipe.data.valid_fraction, seed=recipe.train.seed
         )
+        if not (Path(recipe.output.bundle) / "jukelite.json").is_file():
+            raise BundleError(
+                f"{recipe.output.bundle} holds no VQ-VAE yet: a prior is trained into the bundle "
+                "whose VQ-VAE encodes its audio; train a VQ-VAE recipe into it first"
+            )
         bundle = read_manifest(recipe.output.bundle)
         self.vocabulary = None
         if recipe.model.labels:

@@ -42,3 +42,11 @@ def test_prior_recipe_refuses_keys_read_from_the_bundle(capsys):
     code = main(["train", str(RECIPES / "tiny" / "prior_top.yaml"), "--dry-run", "model.bins=12"])
     assert code == 2
     assert "'model.bins' is read from the bundle's VQ-VAE; remove it" in capsys.readouterr().err
+
+
+def test_training_a_prior_without_its_vqvae_says_what_to_do(capsys, tmp_path):
+    code = main(["train", str(RECIPES / "tiny" / "prior_top.yaml"), "train.progress=false",
+                 f"data.manifest={RECIPES.parent / 'data' / 'examples' / 'manifest.jsonl'}",
+                 f"output.bundle={tmp_path / 'empty'}", f"output.dir={tmp_path / 'run'}"])
+    assert code == 2
+    assert "train a VQ-VAE recipe into it first" in capsys.readouterr().err
