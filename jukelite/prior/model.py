@@ -16,16 +16,16 @@ names follow Jukebox's so that an importer maps released weights one to one.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from jukelite.config_dict import DictConfig
 from jukelite.data.labels import TimingRange
 from jukelite.prior.attention import AttnType, KVCache, SparseAttention, attention_schedule
 from jukelite.prior.conditioning import LabelConditioner, UpsamplerConditioner
@@ -34,7 +34,7 @@ LYRICS_MODES = ("none", "encoder", "single")
 
 
 @dataclass
-class PriorConfig:
+class PriorConfig(DictConfig):
     """Sizes and conditioning of one level prior (Jukebox hyperparameter names where they exist)."""
 
     level: int = 0
@@ -85,19 +85,6 @@ class PriorConfig:
 
     def __post_init__(self) -> None:
         self.validate()
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> PriorConfig:
-        valid = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(valid))
-        if unknown:
-            raise ValueError(
-                f"unknown PriorConfig key(s) {unknown}; valid keys are: {', '.join(valid)}"
-            )
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     def validate(self) -> None:
         if self.lyrics not in LYRICS_MODES:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+
+from jukelite.config_dict import DictConfig
 
 REFERENCE_SAMPLE_RATE = 44100  # the rate at which Jukebox quotes every STFT size
 
@@ -31,7 +32,7 @@ def scale_stft_resolution(
 
 
 @dataclass
-class VQVAEConfig:
+class VQVAEConfig(DictConfig):
     """Sizes of every level's autoencoder; per-level lists are indexed by level (0 = finest)."""
 
     sample_rate: int = 22050
@@ -65,20 +66,6 @@ class VQVAEConfig:
             if isinstance(value, tuple):
                 setattr(self, f.name, list(value))
         self.validate()
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> VQVAEConfig:
-        """Build from a plain dict (recipe section, bundle JSON); unknown keys are an error."""
-        valid = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(valid))
-        if unknown:
-            raise ValueError(
-                f"unknown VQVAEConfig key(s) {unknown}; valid keys are: {', '.join(valid)}"
-            )
-        return cls(**d)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     def validate(self) -> None:
         """Raise ValueError naming the first offending field."""
