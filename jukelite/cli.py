@@ -216,11 +216,12 @@ def _add_common(parser: argparse.ArgumentParser, model: bool = True) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from jukelite.bench import add_bench_arguments
+    from jukelite.cli_sample import add_sample_arguments, cmd_sample
 
     parser = argparse.ArgumentParser(
         prog="jukelite",
         description="Jukebox-style hierarchical music generation: train VQ-VAEs and priors from "
-        "recipes, encode, decode and reconstruct audio.",
+        "recipes, sample songs, encode, decode and reconstruct audio.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -309,6 +310,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_data_synth)
 
+    p = sub.add_parser(
+        "sample",
+        help="generate songs top-down (or continue, re-upsample, resume)",
+        description="Sample a song with a complete bundle: the top prior writes coarse codes, "
+        "each upsampler fills in the level below, and each level is rendered to audio.",
+    )
+    add_sample_arguments(p)
+    p.set_defaults(func=cmd_sample)
+
     p = sub.add_parser("info", help="describe a model bundle")
     p.add_argument("bundle")
     p.add_argument("--json", action="store_true")
@@ -335,6 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     from jukelite.audio import AudioError
     from jukelite.bundle import BundleError
+    from jukelite.cli_sample import SampleUsageError
     from jukelite.codes import CodesError
     from jukelite.data.manifest import ManifestError
     from jukelite.recipes import RecipeError
@@ -349,6 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ManifestError,
         RecipeError,
         RunDirectoryError,
+        SampleUsageError,
         UsageError,
     ) as exc:
         print(f"error: {exc}", file=sys.stderr)

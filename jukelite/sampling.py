@@ -115,51 +115,74 @@ def window_starts(total: int, n_ctx: int, hop: int) -> list[int]:
     return starts
 
 
-def window_generator(seed: int, level: int, window: int) -> torch.Generator:
-    """An independent random stream per (seed, level, window): a run resumed from saved codes
-    draws exactly what the uninterrupted run drew."""
-    state = np.random.SeedSequence([seed, level, window]).generate_state(1, np.uint64)[0]
+def window_generator(seed: int, level: int, window: int, chunk: int = 0) -> torch.Generator:
+    """An independent random stream per (seed, level, window, batch chunk): a run resumed from
+    saved codes draws exactly what the uninterrupted run drew."""
+    entropy = [seed, level, window, chunk]
+    state = np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0]
     return torch.Generator().manual_seed(int(state) % (2**63))
+
+
+def batch_chunks(n_samples: int, max_batch_size: int | None) -> list[slice]:
+    """Rows of each chunk when `n_samples` are sampled at most `max_batch_size` at a time."""
+    if max_batch_size is not None and max_batch_size < 1:
+        raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+    size = n_samples if not max_batch_size else max_batch_size
+    return [slice(i, min(i + size, n_samples)) for i in range(0, n_samples, max(size, 1))]
+
+
+ConditionFor = Callable[[int, slice], tuple[Conditioning, "Tensor | None"]]
 
 
 @torch.no_grad()
 def sample_level(
     prior: LevelPrior,
     total: int,
-    condition_for: Callable[[int], tuple[Conditioning, Tensor | None]],
+    condition_for: ConditionFor,
     seed: int,
     codes: Tensor | None = None,
     hop_fraction: float = 0.5,
     settings: SamplingSettings = SamplingSettings(),
     on_window: Callable[[int, Tensor], None] | None = None,
+    max_batch_size: int | None = None,
+    on_tokens: Callable[[int], None] | None = None,
 ) -> Tensor:
     """Sample `total` codes of the prior's level window by window.
 
     Each window starts `hop_fraction * n_ctx` tokens after the previous one and is primed with
-    the codes already there, so earlier codes never change. `condition_for(start)` gives the
-    window's conditioning (labels and timing for its offset, the matching upper codes, the
-    lyric window) and, for single-stack lyrics priors, the lyric tokens that prefix it.
-    `codes` [N, t] are kept as they are (a prompt, or a stopped run to resume); `on_window`
-    gets each window's index and all codes so far (e.g. to save them).
+    the codes already there, so earlier codes never change. `condition_for(start, rows)` gives
+    the conditioning of samples `rows` for the window at `start` (labels and timing for its
+    offset, the matching upper codes, the lyric window) and, for single-stack lyrics priors,
+    the lyric tokens that prefix it. `codes` [N, t] are kept as they are (a prompt, or a
+    stopped run to resume). Samples are drawn `max_batch_size` at a time (all at once when
+    None). `on_window` gets each window's index and all codes so far (e.g. to save them);
+    `on_tokens(k)` is told after each step that k more codes exist (for progress bars).
     """
     config = prior.config
     hop = max(1, int(config.n_ctx * hop_fraction))
     if codes is None:
         raise ValueError("pass codes [N, 0] (or a prompt) so the batch size is known")
+    offset = config.seq_len - config.n_ctx  # lyric positions before the music
+    chunks = batch_chunks(codes.shape[0], max_batch_size)
     for index, start in enumerate(window_starts(total, config.n_ctx, hop)):
         end = min(start + config.n_ctx, total)
         if end <= codes.shape[1]:
             continue  # already sampled (a resumed run) or given (a prompt)
-        cond, lyric_prefix = condition_for(start)
-        prefix = codes[:, start:]
-        if lyric_prefix is not None:
-            prefix = torch.cat([lyric_prefix, prefix + config.n_vocab], dim=1)
-        offset = config.seq_len - config.n_ctx  # lyric positions before the music
-        window = sample_window(prior, cond, prefix, settings,
-                               window_generator(seed, config.level, index),
-                               length=offset + end - start)
-        new = window[:, offset + codes.shape[1] - start :] - (config.n_vocab if offset else 0)
-        codes = torch.cat([codes, new.to(codes.device)], dim=1)
+        pieces = []
+        for chunk, rows in enumerate(chunks):
+            cond, lyric_prefix = condition_for(start, rows)
+            prefix = codes[rows, start:]
+            if lyric_prefix is not None:
+                prefix = torch.cat([lyric_prefix, prefix + config.n_vocab], dim=1)
+            count = rows.stop - rows.start
+            window = sample_window(
+                prior, cond, prefix, settings, window_generator(seed, config.level, index, chunk),
+                on_token=None if on_tokens is None else lambda _, k=count: on_tokens(k),
+                length=offset + end - start,
+            )
+            new = window[:, offset + codes.shape[1] - start :]
+            pieces.append(new - (config.n_vocab if offset else 0))
+        codes = torch.cat([codes, torch.cat(pieces).to(codes.device)], dim=1)
         if on_window is not None:
             on_window(index, codes)
     return codes

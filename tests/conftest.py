@@ -7,7 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from jukelite.bundle import save_vqvae_level
+from jukelite.bundle import save_prior_level, save_vqvae_level
+from jukelite.data.labels import LabelVocabulary
+from jukelite.data.lyrics import LyricsTokenizer
+from jukelite.data.manifest import ManifestEntry
+from jukelite.prior.model import LevelPrior, PriorConfig
 from jukelite.vqvae.config import VQVAEConfig
 from jukelite.vqvae.model import LevelVQVAE
 
@@ -62,6 +66,37 @@ def _make_bundle(
     return path
 
 
+def _make_complete_bundle(path: Path, lyrics: str = "none", seed: int = 0) -> Path:
+    """A bundle that can sample, in milliseconds: the tiny two-level VQ-VAE (8 kHz, hops 4
+    and 8), a labelled top prior with timing on level 1 (with a lyrics encoder when
+    `lyrics="encoder"`) and an upsampler on level 0 (x2 from level 1); artists Ada and Bo,
+    genres rock and folk."""
+    _make_bundle(path, seed=seed)
+    vocabulary = LabelVocabulary.from_entries(
+        [ManifestEntry(path=Path("a.wav"), artist="Ada", genres=["rock"]),
+         ManifestEntry(path=Path("b.wav"), artist="Bo", genres=["folk"])], max_bow_genre_size=2)
+    shared = dict(bins=16, n_ctx=16, width=16, depth=2, heads=2, blocks=4, attn_order=2,
+                  artist_bins=vocabulary.n_artists, genre_bins=vocabulary.n_genres,
+                  max_bow_genre_size=2, sample_rate=TINY_RATE)
+    lyric_settings = {}
+    if lyrics == "encoder":  # row, column, previous-row, encoder-decoder
+        lyric_settings = dict(attn_order=6, depth=4, lyrics="encoder", n_tokens=8,
+                              lyrics_width=16, lyrics_depth=1, lyrics_heads=2, lyrics_blocks=2)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        top = LevelPrior(PriorConfig(level=1, timing=True, t_bins=8, min_duration=0.01,
+                                     max_duration=10.0, **{**shared, **lyric_settings}))
+        upsampler = LevelPrior(PriorConfig(level=0, upsampler=True, cond_down_t=1,
+                                           cond_stride=2, cond_width=8, cond_depth=1,
+                                           cond_dilation_cycle=1, **shared))
+    tokenizer = LyricsTokenizer() if lyrics != "none" else None
+    for prior in (top, upsampler):
+        save_prior_level(path, prior.eval(), {
+            "labels": vocabulary.to_dict(),
+            "lyrics": tokenizer.to_dict() if tokenizer and prior is top else None})
+    return path
+
+
 @pytest.fixture
 def single_thread():
     """Tiny tensors: intra-op threads only add overhead, and spin badly on a busy 2-core machine."""
@@ -88,6 +123,12 @@ def tiny_config():
 def tiny_level():
     """`tiny_level(level, config=None, seed=0) -> LevelVQVAE` with a spread-out codebook."""
     return _tiny_level
+
+
+@pytest.fixture
+def make_complete_bundle():
+    """`make_complete_bundle(path, lyrics="none" | "encoder", seed=0) -> path`."""
+    return _make_complete_bundle
 
 
 @pytest.fixture

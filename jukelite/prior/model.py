@@ -82,6 +82,10 @@ class PriorConfig(DictConfig):
     lyrics_attn_order: int = 2
     lyrics_blocks: int = 32
     lyrics_init_scale: float = 1.0
+    # the encoder-decoder (or prime) layer and head whose attention aligns lyrics to music;
+    # -1 = the last layer that attends to the lyrics (Jukebox 5b_lyrics: 68, 2; 1b_lyrics: 63, 0)
+    alignment_layer: int = -1
+    alignment_head: int = 0
 
     def __post_init__(self) -> None:
         self.validate()

@@ -9,42 +9,27 @@ import pytest
 import torch
 
 import jukelite
-from jukelite.bundle import BundleError, save_prior_level
+from jukelite.api import LyricsWarning
+from jukelite.audio import AudioError
+from jukelite.bundle import BundleError
 from jukelite.codes import load_codes
-from jukelite.data.labels import LabelVocabulary, UnknownLabelError
-from jukelite.data.manifest import ManifestEntry
-from jukelite.prior.model import LevelPrior, PriorConfig
+from jukelite.data.labels import UnknownLabelError
+from jukelite.prior.model import LevelPrior
+from jukelite.sampling import window_starts
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture
-def complete_bundle(tmp_path, make_bundle) -> Path:
-    """Two VQ-VAE levels (hops 4 and 8 at 8 kHz), a labelled top prior with timing on level 1
-    and an upsampler on level 0 (x2 from level 1)."""
-    bundle = make_bundle(tmp_path / "bundle")
-    vocabulary = LabelVocabulary.from_entries(
-        [ManifestEntry(path=Path("a.wav"), artist="Ada", genres=["rock"]),
-         ManifestEntry(path=Path("b.wav"), artist="Bo", genres=["folk"])], max_bow_genre_size=2)
-    shared = dict(bins=16, n_ctx=16, width=16, depth=2, heads=2, blocks=4, attn_order=2,
-                  artist_bins=vocabulary.n_artists, genre_bins=vocabulary.n_genres,
-                  max_bow_genre_size=2, sample_rate=8000)
-    torch.manual_seed(0)
-    top = LevelPrior(PriorConfig(level=1, timing=True, t_bins=8, min_duration=0.01,
-                                 max_duration=10.0, **shared))
-    upsampler = LevelPrior(PriorConfig(level=0, upsampler=True, cond_down_t=1, cond_stride=2,
-                                       cond_width=8, cond_depth=1, cond_dilation_cycle=1,
-                                       **shared))
-    for prior in (top, upsampler):
-        save_prior_level(bundle, prior, {"labels": vocabulary.to_dict(), "lyrics": None})
-    return bundle
+def complete_bundle(tmp_path, make_complete_bundle) -> Path:
+    return make_complete_bundle(tmp_path / "bundle")
 
 
 def test_generate_renders_every_sample_top_down(complete_bundle, tmp_path):
     jb = jukelite.load(complete_bundle)
     calls = []
     song = jb.generate(artist="Ada", genre="rock", seconds=0.05, n_samples=2, seed=1,
-                       progress=lambda level, window, done: calls.append(level))
+                       progress=lambda level, done, total: calls.append(level))
     samples = 400  # 0.05 s at 8 kHz, a multiple of the top hop (8)
     assert song.audio.shape == (2, 1, samples) and song.sample_rate == 8000
     assert song.audio.abs().max() <= 1.0
@@ -54,7 +39,7 @@ def test_generate_renders_every_sample_top_down(complete_bundle, tmp_path):
     assert (out / "level_0" / "sample_1.wav").is_file()
     codes, _ = load_codes(out / "codes.safetensors")
     assert torch.equal(codes[0], song.codes[0])
-    assert json.loads((out / "song.json").read_text())["seed"] == 1
+    assert json.loads((out / "song.json").read_text())["request"]["seed"] == 1
 
 
 def test_same_seed_same_song_other_seed_other_song(complete_bundle):
@@ -76,3 +61,118 @@ def test_bad_requests_are_clear(complete_bundle, tmp_path, make_bundle):
         jukelite.load(make_bundle(tmp_path / "vqvae_only"))
     with pytest.raises(BundleError, match="no demo model"):
         jukelite.load()
+
+
+def test_continuing_a_song_keeps_the_prompt_codes_at_every_level(complete_bundle):
+    jb = jukelite.load(complete_bundle)
+    prompt = torch.randn(1, 1, 200, generator=torch.Generator().manual_seed(0)) * 0.3
+    song = jb.continue_(prompt, seconds=0.05, prime_seconds=0.01, artist="Ada", genre="rock",
+                        n_samples=2, seed=3)
+    primed = 80  # 0.01 s at 8 kHz, whole top-level tokens (hop 8)
+    expected = jb.encode(prompt[..., :primed])
+    for level, hop in ((1, 8), (0, 4)):
+        assert song.codes[level].shape == (2, 400 // hop)
+        assert torch.equal(song.codes[level][:, : primed // hop],
+                           expected[level].expand(2, -1))
+    assert song.record["request"]["prime"] == {"source": "tensor", "samples": primed}
+
+
+def test_bad_prompts_are_refused_clearly(complete_bundle, tmp_path):
+    jb = jukelite.load(complete_bundle)
+    with pytest.raises(ValueError, match="shorter than the song"):
+        jb.continue_(torch.zeros(1, 1, 800), seconds=0.05)
+    with pytest.raises(ValueError, match="shorter than one top-level token"):
+        jb.continue_(torch.zeros(1, 1, 5), seconds=0.05)
+    missing = tmp_path / "no_such_song.wav"
+    with pytest.raises(AudioError, match="no_such_song.wav"):
+        jb.continue_(missing, seconds=0.05)
+
+
+def test_upsampling_keeps_the_top_codes_and_resamples_below(complete_bundle):
+    jb = jukelite.load(complete_bundle)
+    song = jb.generate(artist="Bo", genre="folk", seconds=0.04, n_samples=2, seed=1)
+    again = jb.upsample(song.codes[1], artist="Bo", genre="folk", seed=1)
+    other = jb.upsample({1: song.codes[1]}, artist="Bo", genre="folk", seed=2)
+    assert torch.equal(again.codes[0], song.codes[0])  # same seed, same lower codes
+    assert torch.equal(other.codes[1], song.codes[1])
+    assert not torch.equal(other.codes[0], song.codes[0])
+    with pytest.raises(ValueError, match="top level"):
+        jb.upsample({0: song.codes[0]})
+
+
+def test_upsampler_windows_see_the_matching_slice_of_upper_codes(complete_bundle, monkeypatch):
+    seen = []
+    original = LevelPrior.condition
+
+    def spy(self, y=None, upper=None, lyrics=None):
+        if upper is not None:
+            seen.append(upper.clone())
+        return original(self, y, upper, lyrics)
+
+    monkeypatch.setattr(LevelPrior, "condition", spy)
+    song = jukelite.load(complete_bundle).generate(artist="Ada", genre="rock", seconds=0.03,
+                                                   seed=0)
+    tokens = song.codes[0].shape[1]  # 60 level-0 codes, windows of 16 every 8, ratio 2
+    starts = window_starts(tokens, 16, 8)
+    assert len(seen) == len(starts)
+    for start, upper in zip(starts, seen, strict=True):
+        assert torch.equal(upper, song.codes[1][:, start // 2 : start // 2 + 8])
+
+
+def test_an_interrupted_run_resumes_to_the_uninterrupted_codes(complete_bundle, tmp_path):
+    jb = jukelite.load(complete_bundle)
+    request = dict(artist="Ada", genre="rock", seconds=0.05, n_samples=3, seed=9,
+                   max_batch_size=2)
+    whole = jb.generate(**request)
+
+    def stop_midway(level, done, total):
+        if level == 0 and done > total // 2:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        jb.generate(**request, output_dir=out, progress=stop_midway)
+    record = json.loads((out / "song.json").read_text())
+    partial, _ = load_codes(out / "codes.safetensors")
+    assert record["status"] == "running" and 0 < partial[0].shape[1] < whole.codes[0].shape[1]
+    assert (out / "level_1" / "sample_2.wav").is_file()  # the finished top level: a preview
+    resumed = jb.resume(out)
+    assert torch.equal(resumed.codes[0], whole.codes[0]) and torch.equal(resumed.audio, whole.audio)
+    assert json.loads((out / "song.json").read_text())["status"] == "complete"
+
+
+def test_a_top_level_preview_extends_to_the_full_song(complete_bundle, tmp_path):
+    jb = jukelite.load(complete_bundle)
+    preview = jb.generate(artist="Bo", genre="rock", seconds=0.03, seed=2, levels="top",
+                          output_dir=tmp_path / "run")
+    assert set(preview.codes) == {1} and preview.audio.shape[-1] == 240
+    assert not (tmp_path / "run" / "level_0").exists()
+    full = jb.resume(tmp_path / "run", levels="all")
+    direct = jb.generate(artist="Bo", genre="rock", seconds=0.03, seed=2)
+    assert torch.equal(full.codes[0], direct.codes[0])
+
+
+def test_per_level_temperature_and_settings_are_checked(complete_bundle):
+    jb = jukelite.load(complete_bundle)
+    song = jb.generate(artist="Ada", genre="rock", seconds=0.02, temperature={1: 0.5})
+    assert song.record["request"]["temperature"] == {"0": 0.99, "1": 0.5}
+    with pytest.raises(ValueError, match="level"):
+        jb.generate(artist="Ada", genre="rock", seconds=0.02, temperature={5: 0.5})
+    with pytest.raises(ValueError, match="temperature"):
+        jb.generate(artist="Ada", genre="rock", seconds=0.02, temperature=0.0)
+    with pytest.raises(ValueError, match="levels"):
+        jb.generate(artist="Ada", genre="rock", seconds=0.02, levels="middle")
+
+
+def test_lyrics_a_model_cannot_use_are_warned_about(complete_bundle):
+    jb = jukelite.load(complete_bundle)
+    with pytest.warns(LyricsWarning, match="not conditioned on lyrics"):
+        jb.generate(artist="Ada", genre="rock", lyrics="la la", seconds=0.02)
+
+
+def test_a_resumed_run_refuses_a_different_bundle(complete_bundle, tmp_path, make_complete_bundle):
+    jb = jukelite.load(complete_bundle)
+    jb.generate(artist="Ada", genre="rock", seconds=0.02, levels="top", output_dir=tmp_path / "r")
+    other = jukelite.load(make_complete_bundle(tmp_path / "other", seed=1))
+    with pytest.raises(BundleError, match="different bundle"):
+        other.resume(tmp_path / "r")

@@ -10,6 +10,7 @@ import torch
 from jukelite.data.labels import label_vector
 from jukelite.sampling import (
     SamplingSettings,
+    batch_chunks,
     filter_logits,
     sample_from_logits,
     sample_level,
@@ -104,11 +105,13 @@ def windowed(kind: str):
     """A tiny prior and a condition_for(start) giving each window its own labels."""
     prior, _, inputs = build(kind)
 
-    def condition_for(start: int):
+    def condition_for(start: int, rows: slice):
         y = torch.stack([label_vector(400, start, 16, 1, [2, 3]),
                          label_vector(900, start, 16, 2, [1, -1])])
         window_inputs = {**inputs, "y": y} if "y" in inputs else inputs
-        return prior.condition(**window_inputs), inputs.get("lyrics") if kind == "single" else None
+        window_inputs = {key: value[rows] for key, value in window_inputs.items()}
+        lyrics = window_inputs.get("lyrics") if kind == "single" else None
+        return prior.condition(**window_inputs), lyrics
 
     return prior, condition_for
 
@@ -144,3 +147,22 @@ def test_a_prompt_is_kept():
                            generator=torch.Generator().manual_seed(0))
     codes = sample_level(prior, 30, condition_for, seed=0, codes=prompt)
     assert torch.equal(codes[:, :12], prompt) and codes.shape == (2, 30)
+
+
+def test_batch_chunks_cover_every_sample_once():
+    assert batch_chunks(5, 2) == [slice(0, 2), slice(2, 4), slice(4, 5)]
+    assert batch_chunks(3, None) == [slice(0, 3)]
+    with pytest.raises(ValueError, match="max_batch_size"):
+        batch_chunks(3, 0)
+
+
+def test_chunked_batches_give_the_codes_and_progress_of_their_own_seeds():
+    prior, condition_for = windowed("top")
+    empty = torch.zeros(2, 0, dtype=torch.long)
+    counted = []
+    chunked = sample_level(prior, 30, condition_for, seed=2, codes=empty, max_batch_size=1,
+                           on_tokens=counted.append)
+    assert chunked.shape == (2, 30) and set(counted) == {1} and sum(counted) == 2 * 30
+    again = sample_level(prior, 30, condition_for, seed=2, codes=empty, max_batch_size=1)
+    assert torch.equal(chunked, again)
+    assert not torch.equal(chunked[0], chunked[1])  # each chunk draws from its own stream

@@ -1,0 +1,235 @@
+"""`jukelite sample`: generate, continue (--prime), re-upsample (--upsample) or resume a song.
+
+A thin layer over `jukelite.api.Jukebox`: it turns options into one API call, draws a progress
+bar per level (codes per second and ETA) and reports what it wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+EPILOG = """\
+outputs (OUTDIR):
+  level_L/sample_i.wav, .png   each sampled level rendered by its own decoder, with a
+                               spectrogram; the top level is written first, as a preview
+  codes.safetensors            codes of every level, saved after every window
+  song.json                    every setting, seed, label, timing and package version
+  alignment/                   with --alignment: alignment.json, sample_i.lrc, sample_i.png
+
+examples:
+  jukelite sample --model models/tiny --artist "Mira Vale" --genre ambient \\
+      --lyrics-file song.txt --seconds 20 -o out/
+  jukelite sample --model models/tiny --artist "Mira Vale" --genre ambient --levels top -o out/
+  jukelite sample --model models/tiny --resume out/ --levels all     # then render the rest
+  jukelite sample --model models/tiny --prime my_song.wav --prime-seconds 4 --seconds 12 \\
+      --artist "Mira Vale" --genre ambient -o continued/
+  jukelite sample --model models/tiny --upsample out/codes.safetensors --seed 7 -o again/
+"""
+
+
+class SampleUsageError(ValueError):
+    """Options that cannot be combined or values that cannot be used."""
+
+
+def add_sample_arguments(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = EPILOG
+    p.add_argument("--model", metavar="BUNDLE",
+                   help="model bundle directory (default: the bundled demo model)")
+    p.add_argument("--artist", help="artist name (closest known names are suggested)")
+    p.add_argument("--genre", action="append", metavar="GENRE",
+                   help="genre; repeat for several (--genre rock --genre folk)")
+    lyrics = p.add_mutually_exclusive_group()
+    lyrics.add_argument("--lyrics", help="lyrics text")
+    lyrics.add_argument("--lyrics-file", metavar="FILE", help="lyrics from a UTF-8 text file")
+    p.add_argument("--seconds", type=float, help="song length in seconds (default 8)")
+    p.add_argument("--n-samples", type=int, default=1, help="songs to sample (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--temperature", default="0.99", metavar="T | L=T,...",
+                   help="sampling temperature, one value or per level, e.g. 2=0.98,1=0.99,0=0.99")
+    p.add_argument("--top-k", type=int, default=0, help="keep the k most likely codes (0 = off)")
+    p.add_argument("--top-p", type=float, default=0.0, help="nucleus sampling mass (0 = off)")
+    p.add_argument("--levels", metavar="top|all|L",
+                   help="sample down to this level: 'top' for a quick preview (default all; "
+                   "with --resume, what the run asked for)")
+    p.add_argument("--max-batch-size", type=int, default=None,
+                   help="samples drawn at once; more are drawn in chunks (default all at once)")
+    p.add_argument("--prime", metavar="AUDIO", help="continue this song (encoded at every level)")
+    p.add_argument("--prime-seconds", type=float,
+                   help="how much of --prime to keep (default: all of it)")
+    p.add_argument("--upsample", metavar="CODES",
+                   help="keep the top level of a codes file and sample the levels below again")
+    p.add_argument("--alignment", action="store_true",
+                   help="write lyric timings (alignment.json, .lrc, attention picture)")
+    p.add_argument("-o", "--output", metavar="OUTDIR", help="output directory")
+    p.add_argument("--resume", metavar="OUTDIR", help="continue a stopped run in OUTDIR")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in OUTDIR")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                   help="precision of the priors while sampling (bfloat16 is for GPUs)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def parse_temperature(text: str) -> float | dict[int, float]:
+    """`0.99` -> 0.99; `2=0.98,1=0.99` -> {2: 0.98, 1: 0.99}."""
+    try:
+        if "=" not in text:
+            return float(text)
+        pairs = (part.split("=") for part in text.split(","))
+        return {int(level): float(value) for level, value in pairs}
+    except ValueError:
+        raise SampleUsageError(
+            f"--temperature must be a number or LEVEL=T pairs like 2=0.98,1=0.99; got {text!r}"
+        ) from None
+
+
+class LevelBars:
+    """One tqdm bar per level, opened when that level starts: codes/s and ETA."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled, self.bar, self.level = enabled, None, None
+
+    def __call__(self, level: int, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm.auto import tqdm
+
+        if level != self.level:
+            self.close()
+            self.level = level
+            self.bar = tqdm(total=total, initial=done, desc=f"level {level}", unit="code",
+                            dynamic_ncols=True)
+        self.bar.update(done - self.bar.n)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _lyrics(args: argparse.Namespace) -> str | None:
+    if args.lyrics_file is None:
+        return args.lyrics
+    path = Path(args.lyrics_file)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SampleUsageError(f"--lyrics-file {path} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise SampleUsageError(f"--lyrics-file {path} is not UTF-8 text ({exc})") from None
+
+
+def _check_combinations(args: argparse.Namespace) -> None:
+    if args.resume:
+        given = [flag for flag, value in (
+            ("--artist", args.artist), ("--genre", args.genre), ("--lyrics", args.lyrics),
+            ("--lyrics-file", args.lyrics_file), ("--seconds", args.seconds),
+            ("--prime", args.prime), ("--upsample", args.upsample), ("-o", args.output),
+        ) if value is not None]
+        if given:
+            raise SampleUsageError(
+                f"--resume takes every setting from OUTDIR/song.json; drop {', '.join(given)} "
+                "(only --levels, --device, --dtype and --quiet may change)"
+            )
+        return
+    if args.output is None:
+        raise SampleUsageError("give an output directory with -o OUTDIR (or --resume OUTDIR)")
+    if args.prime and args.upsample:
+        raise SampleUsageError("--prime and --upsample cannot be combined")
+    if args.prime_seconds is not None and not args.prime:
+        raise SampleUsageError("--prime-seconds needs --prime AUDIO")
+    if args.upsample and args.seconds is not None:
+        raise SampleUsageError("--upsample takes the length from the codes; drop --seconds")
+    if args.prime and args.seconds is None:
+        raise SampleUsageError("--prime needs --seconds: the length of the whole song")
+    song = Path(args.output) / "song.json"
+    if song.exists() and not args.overwrite:
+        raise SampleUsageError(
+            f"{args.output} already holds a run; continue it with --resume {args.output} or "
+            "replace it with --overwrite"
+        )
+
+
+def _upsample_source(path: Path) -> tuple[dict[int, Any], dict[str, Any]]:
+    """Codes to re-upsample and, when the run's song.json lies beside them, its request."""
+    from jukelite.codes import load_codes
+
+    codes, _ = load_codes(path)
+    song = path.parent / "song.json"
+    request = json.loads(song.read_text()).get("request", {}) if song.is_file() else {}
+    return codes, request
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from jukelite.api import load
+
+    _check_combinations(args)
+    temperature = parse_temperature(args.temperature)
+    dtype = torch.bfloat16 if args.dtype == "bfloat16" else None
+    bars = LevelBars(not args.quiet)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        jb = load(args.model, args.device, dtype)
+        try:
+            if args.resume:
+                song = jb.resume(args.resume, levels=args.levels, progress=bars)
+                out = Path(args.resume)
+            else:
+                out = Path(args.output)
+                song = _start(jb, args, temperature, bars)
+        except ValueError as exc:  # bad labels, lengths, settings: say so, no traceback
+            raise SampleUsageError(str(exc)) from exc
+        finally:
+            bars.close()
+    _report(song, out)
+    return 0
+
+
+def _start(jb, args: argparse.Namespace, temperature, bars: LevelBars):
+    settings = dict(
+        seed=args.seed, temperature=temperature, top_k=args.top_k, top_p=args.top_p,
+        levels=args.levels or "all", max_batch_size=args.max_batch_size, output_dir=args.output,
+        progress=bars,
+    )
+    lyrics = _lyrics(args)
+    if args.upsample:
+        codes, previous = _upsample_source(Path(args.upsample))
+        return jb.upsample(
+            codes,
+            artist=args.artist or previous.get("artist", "unknown"),
+            genre=args.genre or previous.get("genres", ["unknown"]),
+            lyrics=lyrics if lyrics is not None else previous.get("lyrics", ""),
+            **settings,
+        )
+    labels = dict(artist=args.artist or "unknown", genre=args.genre or ["unknown"],
+                  lyrics=lyrics or "", alignment=args.alignment, n_samples=args.n_samples)
+    if args.prime:
+        return jb.continue_(args.prime, seconds=args.seconds, prime_seconds=args.prime_seconds,
+                            **labels, **settings)
+    return jb.generate(seconds=8.0 if args.seconds is None else args.seconds, **labels,
+                       **settings)
+
+
+def _report(song, out: Path) -> None:
+    record = song.record
+    for level in sorted(record["levels"], key=int, reverse=True):
+        stats = record["levels"][level]
+        rate = stats.get("tokens_per_second")
+        speed = f", {rate:,.0f} codes/s" if rate else ""
+        print(f"level {level}: {stats['tokens']} codes per sample in {stats['seconds']:.1f} s"
+              f"{speed} -> {out / f'level_{level}'}")
+    print(f"wrote {out} ({record['seconds']:.2f} s x {song.audio.shape[0]} sample(s), "
+          f"level {song.level} at {song.sample_rate} Hz)")

@@ -1,0 +1,126 @@
+"""What a sampling run asks for and what it leaves behind.
+
+A run's output directory is its own checkpoint: `song.json` holds the request (every setting
+that decides the codes) and the progress so far, `codes.safetensors` the codes of every level
+after every window. `jukelite sample --resume OUTDIR` reads both and carries on.
+
+    OUTDIR/song.json               request, status, per-level timings, versions, warnings
+    OUTDIR/codes.safetensors       level_L [n_samples, tokens] for every level sampled so far
+    OUTDIR/level_L/sample_i.wav    each finished level decoded by its own VQ-VAE (the top
+    OUTDIR/level_L/sample_i.png    level first: a preview), with a spectrogram
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from jukelite.audio import save_audio
+from jukelite.codes import load_codes, save_codes
+from jukelite.config_dict import DictConfig
+from jukelite.fileio import write_json_atomic
+
+SONG_FORMAT = "jukelite-song/1"
+MODES = ("generate", "continue", "upsample")
+
+
+@dataclass
+class SampleRequest(DictConfig):
+    """Everything that decides a run's codes; stored in `song.json` so a run can resume."""
+
+    mode: str = "generate"  # generate | continue | upsample
+    artist: str = "unknown"
+    genres: list[str] = field(default_factory=lambda: ["unknown"])
+    lyrics: str = ""
+    total_samples: int = 0  # song length in audio samples, a multiple of the top level's hop
+    n_samples: int = 1
+    seed: int = 0
+    temperature: dict[str, float] = field(default_factory=dict)  # level -> T
+    top_k: int = 0
+    top_p: float = 0.0
+    lowest_level: int = 0  # sample down to this level and render it
+    max_batch_size: int | None = None
+    prime: dict[str, Any] | None = None  # continue: {"source", "samples"}
+    alignment: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.n_samples < 1:
+            raise ValueError(f"n_samples must be >= 1, got {self.n_samples}")
+        if self.max_batch_size is not None and self.max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
+
+
+@dataclass
+class Song:
+    """Generated audio [n_samples, channels, samples] in [-1, 1], its codes and its record."""
+
+    audio: Tensor
+    sample_rate: int
+    codes: dict[int, Tensor]
+    record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def level(self) -> int:
+        """The level the audio was rendered from (the finest sampled)."""
+        return min(self.codes)
+
+    def save(self, directory: str | Path) -> Path:
+        """WAVs and spectrograms (`level_L/sample_i.*`), codes and the JSON record."""
+        directory = Path(directory)
+        save_level_audio(directory, self.level, self.audio, self.sample_rate)
+        save_progress(directory, self.codes, self.record, self.sample_rate)
+        return directory
+
+
+def save_level_audio(directory: Path, level: int, audio: Tensor, sample_rate: int) -> list[Path]:
+    """`level_L/sample_i.wav` and its spectrogram `level_L/sample_i.png` for every sample."""
+    from jukelite.plots import save_spectrogram_png
+
+    paths = []
+    for index, sample in enumerate(audio):
+        path = directory / f"level_{level}" / f"sample_{index}.wav"
+        save_audio(path, sample, sample_rate)
+        save_spectrogram_png(path.with_suffix(".png"), sample, sample_rate,
+                             title=f"level {level}, sample {index}")
+        paths.append(path)
+    return paths
+
+
+def save_progress(
+    directory: Path, codes: dict[int, Tensor], record: dict[str, Any], sample_rate: int
+) -> None:
+    """Codes first, then the record that describes them: a kill between the two leaves a record
+    that is at most one window behind its codes, which resuming tolerates."""
+    info = {"sample_rate": sample_rate, "audio_samples": record["request"]["total_samples"],
+            "hop_lengths": record.get("hop_lengths", {})}
+    save_codes(directory / "codes.safetensors", codes, info)
+    write_json_atomic(directory / "song.json", record)
+
+
+def read_progress(directory: str | Path) -> tuple[dict[str, Any], dict[int, Tensor]]:
+    """The record and codes of a run directory (codes empty if it stopped before any)."""
+    import json
+
+    directory = Path(directory)
+    path = directory / "song.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory} is not a sampling run: it has no song.json")
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc})") from exc
+    if record.get("format") != SONG_FORMAT:
+        raise ValueError(f"{path}: format {record.get('format')!r}, expected {SONG_FORMAT!r}")
+    codes_path = directory / "codes.safetensors"
+    codes = load_codes(codes_path)[0] if codes_path.is_file() else {}
+    return record, codes
+
+
+def empty_codes(n_samples: int) -> Tensor:
+    return torch.zeros(n_samples, 0, dtype=torch.long)
