@@ -18,6 +18,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from jukelite.song import (
     SONG_FORMAT,
     SampleRequest,
     Song,
+    SongAlignment,
     empty_codes,
     read_progress,
     save_level_audio,
@@ -377,7 +379,7 @@ class Jukebox:
         record = record or self._new_record(request)
         record["request"], record["status"] = request.to_dict(), "running"
         lyric_tokens = self.tokenizer.encode(request.lyrics) if self.tokenizer else []
-        codes = dict(codes)
+        codes, aligned = dict(codes), None
         if out is not None:
             save_progress(out, codes, record, self.sample_rate)
         for level in reversed(self._sampled_levels(request)):
@@ -386,6 +388,8 @@ class Jukebox:
             stats["tokens"] = tokens
             if codes.get(level, empty_codes(request.n_samples)).shape[1] < tokens:
                 self._sample_level(level, request, lyric_tokens, codes, record, out, progress)
+            if request.alignment and level == self.top_level:
+                aligned = self._align(request, lyric_tokens, codes[level], record, out)
             if out is not None:
                 save_level_audio(out, level, self.decode(codes[level], level), self.sample_rate)
                 save_progress(out, codes, record, self.sample_rate)
@@ -395,7 +399,7 @@ class Jukebox:
         if out is not None:
             save_progress(out, codes, record, self.sample_rate)
         kept = {level: c for level, c in codes.items() if level >= lowest}
-        return Song(audio, self.sample_rate, kept, record)
+        return Song(audio, self.sample_rate, kept, record, aligned)
 
     def _sample_level(
         self,
@@ -430,14 +434,45 @@ class Jukebox:
         fraction = HOP_FRACTION_TOP if level == self.top_level else HOP_FRACTION_UPSAMPLER
         settings = SamplingSettings(request.temperature[str(level)], request.top_k, request.top_p)
         codes[level] = sample_level(
-            prior, tokens, lambda start, rows: window(start, rows)[:2], request.seed,
+            prior, tokens, partial(_condition_for, window, prior.config.lyrics), request.seed,
             have.to(self.device), fraction, settings, saved, request.max_batch_size, tick,
         ).cpu()
         stats["seconds"] += time.perf_counter() - began
         stats["sampled"] += (tokens - have.shape[1]) * request.n_samples
         stats["tokens_per_second"] = stats["sampled"] / max(stats["seconds"], 1e-9)
-        if request.alignment and level == self.top_level:
-            record["alignment"] = self._align(prior, request, window, codes[level], out)
+
+    def _align(
+        self, request: SampleRequest, lyric_tokens: list[int], codes: Tensor,
+        record: dict[str, Any], out: Path | None,
+    ) -> SongAlignment:
+        """Lyric timings of the top level, read off the chosen attention layer and head over
+        every window, one sample at a time (the matrix is tokens x characters)."""
+        from jukelite.alignment import (
+            align_level,
+            alignment_layer,
+            build_alignment,
+        )
+
+        prior = self._prior(self.top_level)
+        window = self._window_inputs(prior, self.top_level, request, lyric_tokens, None)
+        layer, head = alignment_layer(prior.config, prior.transformer.blocks)
+        n_chars = len(lyric_tokens)
+        per_token = self.hop_lengths[self.top_level] / self.sample_rate
+        alignments, matrices = [], []
+        for index in range(request.n_samples):
+            rows = slice(index, index + 1)
+            matrix = align_level(
+                prior, codes[rows].to(self.device), lambda start, rows=rows: window(start, rows),
+                HOP_FRACTION_TOP, layer, head, n_chars,
+            )[0].numpy()
+            matrices.append(matrix)
+            alignments.append(build_alignment(request.lyrics, self.tokenizer, matrix, per_token))
+        meta = {"level": self.top_level, "layer": layer, "head": head}
+        record["alignment"] = {**meta, "samples": [a.to_dict() for a in alignments]}
+        aligned = SongAlignment(alignments, matrices, per_token, meta)
+        if out is not None:
+            aligned.save(out)
+        return aligned
 
     def _prior(self, level: int) -> LevelPrior:
         prior = load_prior_level(self.bundle, level, self.device)
@@ -447,9 +482,9 @@ class Jukebox:
         self, prior: LevelPrior, level: int, request: SampleRequest, lyric_tokens: list[int],
         upper: Tensor | None,
     ) -> Callable[[int, slice], tuple[Any, Tensor | None, int]]:
-        """window(start, rows) of one level -> (conditioning, lyric prefix of single-stack
-        priors, song index of the lyric window's first character): labels and timing for the
-        window's offset, its lyric window, and for upsamplers the matching upper codes."""
+        """window(start, rows) of one level -> (conditioning, lyric ids of the window or None,
+        song index of the lyric window's first character): labels and timing for the window's
+        offset, its lyric window, and for upsamplers the matching upper codes."""
         config, hop = prior.config, self.hop_lengths[level]
         length, total = config.n_ctx * hop, request.total_samples
         artist_id, genre_ids = 0, [0]
@@ -474,10 +509,16 @@ class Jukebox:
                 piece = upper[rows, start // ratio : (start + config.n_ctx) // ratio]
                 missing = config.n_ctx // ratio - piece.shape[1]  # a song shorter than a window
                 upper_window = torch.nn.functional.pad(piece, (0, missing)).to(self.device)
-            cond = prior.condition(y, upper_window, lyrics)
-            return cond, lyrics if config.lyrics == "single" else None, lyric_start
+            return prior.condition(y, upper_window, lyrics), lyrics, lyric_start
 
         return window
+
+
+def _condition_for(window: Callable, lyrics_mode: str, start: int, rows: slice):
+    """What `sample_level` needs of a window: its conditioning, and the lyric ids only where
+    they prefix the sequence (single-stack lyric priors)."""
+    cond, lyrics, _ = window(start, rows)
+    return cond, lyrics if lyrics_mode == "single" else None
 
 
 def load(

@@ -8,6 +8,8 @@ after every window. `jukelite sample --resume OUTDIR` reads both and carries on.
     OUTDIR/codes.safetensors       level_L [n_samples, tokens] for every level sampled so far
     OUTDIR/level_L/sample_i.wav    each finished level decoded by its own VQ-VAE (the top
     OUTDIR/level_L/sample_i.png    level first: a preview), with a spectrogram
+    OUTDIR/alignment/              lyric timings when asked for: alignment.json, sample_i.lrc
+                                   and sample_i.png (the attention map they come from)
 """
 
 from __future__ import annotations
@@ -57,13 +59,33 @@ class SampleRequest(DictConfig):
 
 
 @dataclass
+class SongAlignment:
+    """Lyric timings of each sample (`jukelite.alignment.LyricAlignment`) and the attention
+    matrices [tokens, characters] they were read from."""
+
+    samples: list[Any]
+    matrices: list[Any]
+    seconds_per_token: float
+    meta: dict[str, Any]
+
+    def save(self, directory: Path) -> None:
+        """`alignment/alignment.json`, `alignment/sample_i.lrc`, `alignment/sample_i.png`."""
+        from jukelite.alignment import write_alignment
+
+        write_alignment(directory, self.samples, self.matrices, self.seconds_per_token,
+                        self.meta)
+
+
+@dataclass
 class Song:
-    """Generated audio [n_samples, channels, samples] in [-1, 1], its codes and its record."""
+    """Generated audio [n_samples, channels, samples] in [-1, 1], its codes and its record
+    (and the lyric alignment when it was asked for)."""
 
     audio: Tensor
     sample_rate: int
     codes: dict[int, Tensor]
     record: dict[str, Any] = field(default_factory=dict)
+    alignment: SongAlignment | None = None
 
     @property
     def level(self) -> int:
@@ -75,6 +97,8 @@ class Song:
         directory = Path(directory)
         save_level_audio(directory, self.level, self.audio, self.sample_rate)
         save_progress(directory, self.codes, self.record, self.sample_rate)
+        if self.alignment is not None:
+            self.alignment.save(directory)
         return directory
 
 

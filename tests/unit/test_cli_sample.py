@@ -111,3 +111,24 @@ def test_an_existing_run_is_not_overwritten_by_accident(bundle, tmp_path, capsys
 def test_temperature_option_parses_one_value_or_levels():
     assert parse_temperature("0.8") == 0.8
     assert parse_temperature("2=0.98,1=0.99") == {2: 0.98, 1: 0.99}
+
+
+def test_alignment_writes_lyric_timings_for_a_lyrics_prior(tmp_path, make_complete_bundle):
+    bundle = make_complete_bundle(tmp_path / "lyrical", lyrics="encoder")
+    out = tmp_path / "sung"
+    assert sample(bundle, "--artist", "Bo", "--genre", "folk", "--lyrics", "la di da\nhey ho",
+                  "--seconds", "0.06", "--n-samples", "2", "--alignment", "-o", str(out)) == 0
+    record = json.loads((out / "alignment" / "alignment.json").read_text())
+    assert record["level"] == 1 and record["layer"] == 3 and len(record["samples"]) == 2
+    words = record["samples"][0]["words"]
+    assert [w["word"] for w in words] == ["la", "di", "da", "hey", "ho"]
+    starts = [w["start"] for w in words]
+    assert starts == sorted(starts) and 0 <= starts[0] and starts[-1] < 0.06
+    lrc = (out / "alignment" / "sample_1.lrc").read_text().splitlines()
+    assert [line[10:] for line in lrc] == ["la di da", "hey ho"] and lrc[0].startswith("[00:")
+    assert (out / "alignment" / "sample_0.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_alignment_needs_a_lyrics_prior(bundle, tmp_path, capsys):
+    assert sample(bundle, "--artist", "Ada", "--alignment", "-o", str(tmp_path / "o")) == 2
+    assert "lyrics-conditioned" in capsys.readouterr().err

@@ -1,0 +1,393 @@
+"""Lyric alignment: layer choice, attention read-out vs a manual pass, level assembly, times,
+words/lines, and the files written."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from dataclasses import replace
+
+import matplotlib.image
+import numpy as np
+import pytest
+import torch
+
+from jukelite.alignment import (
+    LyricAlignment,
+    align_level,
+    alignment_layer,
+    build_alignment,
+    char_start_times,
+    lrc_timestamp,
+    window_attention,
+    write_alignment,
+)
+from jukelite.data.lyrics import LyricsTokenizer
+from jukelite.prior.attention import AttnType
+from jukelite.prior.model import LevelPrior
+
+from .test_prior_model import build, tiny
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+# ---------------------------------------------------------------------------------------------
+# Layer choice.
+
+
+def blocks_of(kind: str, **overrides):
+    config, _ = tiny(kind)
+    config = replace(config, **overrides)
+    return config, LevelPrior(config).transformer.blocks
+
+
+def test_default_layer_is_the_last_lyrics_layer():
+    config, blocks = blocks_of("encoder", depth=20)  # ENC_DEC at layers 9 and 19
+    assert alignment_layer(config, blocks) == (19, 0)
+    config, blocks = blocks_of("single", depth=32)  # PRIME at layers 15 and 31
+    assert [b.attn.attn_type for b in blocks].count(AttnType.PRIME) == 2
+    assert alignment_layer(config, blocks) == (31, 0)
+
+
+def test_explicit_layer_and_head():
+    config, blocks = blocks_of("encoder", depth=20, alignment_layer=9, alignment_head=1)
+    assert alignment_layer(config, blocks) == (9, 1)
+
+
+@pytest.mark.parametrize(("kind", "overrides", "message"), [
+    ("top", {}, "no lyrics"),
+    ("encoder", dict(depth=20, alignment_layer=3), r"layer=3 has ROW .* ENC_DEC layers: \[9, 19\]"),
+    ("encoder", dict(depth=20, alignment_layer=20), "outside the prior's 20 layers"),
+    ("encoder", dict(depth=20, alignment_layer=-2), "outside"),
+    ("encoder", dict(depth=20, alignment_head=2), r"alignment_head=2 is outside \[0, 2\)"),
+    ("encoder", dict(depth=8), "no layer of this prior has ENC_DEC"),
+])
+def test_unusable_layers_are_refused(kind, overrides, message):
+    config, blocks = blocks_of(kind, **overrides)
+    with pytest.raises(ValueError, match=message):
+        alignment_layer(config, blocks)
+
+
+# ---------------------------------------------------------------------------------------------
+# One window, against a manual pass.
+
+
+def manual_attention(prior, tokens, cond, layer):
+    """Run the blocks by hand up to `layer`; return its input x and, for every head, the
+    probabilities over all keys [N, T, keys] built from an explicit mask, and the values."""
+    h = prior.embedding(tokens, cond.start)
+    if cond.x_cond is not None:
+        h = h + cond.x_cond
+    for block in prior.transformer.blocks[:layer]:
+        h = block(h, cond.encoder_kv)
+    attn = prior.transformer.blocks[layer].attn
+    x = prior.transformer.blocks[layer].ln_0(h)
+    if attn.attn_type == AttnType.ENC_DEC:
+        q = attn.c_attn(x)
+        k, v = attn.c_enc_kv(cond.encoder_kv).chunk(2, dim=-1)
+        visible = torch.ones(x.shape[1], k.shape[1], dtype=torch.bool)
+    else:
+        q, k, v = attn.c_attn(x).chunk(3, dim=-1)
+        t = x.shape[1]
+        rows, cols = torch.meshgrid(torch.arange(t), torch.arange(t), indexing="ij")
+        visible = (cols <= rows) & (cols < attn.prime_keys)
+    probs, values = [], []
+    for head in range(attn.heads):
+        cols = slice(head * attn.head_dim, (head + 1) * attn.head_dim)
+        scores = torch.einsum("nqd,nkd->nqk", q[..., cols], k[..., cols]) / attn.head_dim**0.5
+        probs.append(scores.masked_fill(~visible, float("-inf")).softmax(-1))
+        values.append(v[..., cols])
+    return x, probs, values
+
+
+@pytest.mark.parametrize("kind", ["encoder", "single"])
+@torch.no_grad()
+def test_window_attention_equals_a_manual_pass(kind):
+    prior, codes, inputs = build(kind)
+    config = prior.config
+    cond = prior.condition(**inputs)
+    tokens = prior.sequence(codes, inputs.get("lyrics"))
+    layer, _ = alignment_layer(config, prior.transformer.blocks)
+    attn = prior.transformer.blocks[layer].attn
+    x, probs, values = manual_attention(prior, tokens, cond, layer)
+    # The manual probabilities are the layer's: they reproduce its output.
+    mixed = torch.cat([p @ v for p, v in zip(probs, values, strict=True)], dim=-1)
+    torch.testing.assert_close(attn.c_proj(mixed), attn(x, cond.encoder_kv), atol=1e-5, rtol=0)
+    music = slice(config.seq_len - config.n_ctx, config.seq_len)
+    for head in range(config.heads):
+        got = window_attention(prior, tokens, cond, layer, head)
+        assert got.shape == (2, config.n_ctx, config.n_tokens)
+        expected = probs[head][:, music, : config.n_tokens]
+        torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(probs[head].sum(-1), torch.ones(2, config.seq_len))
+        sums = got.sum(-1)
+        if kind == "encoder":
+            torch.testing.assert_close(sums, torch.ones_like(sums))
+        else:  # every music query also sees prime keys past the lyrics (prime_keys = 12 > 8)
+            assert attn.prime_keys == 12
+            assert (sums < 1).all() and (sums > 0).all()
+    assert not attn._forward_pre_hooks  # the hook is gone
+    torch.testing.assert_close(prior.logits(tokens, cond), prior(codes, **inputs).logits)
+
+
+@torch.no_grad()
+def test_a_dominant_key_is_picked():
+    prior, codes, inputs = build("encoder")
+    lyrics = torch.arange(1, 9).expand(2, 8)  # the same lyrics for both samples
+    cond = prior.condition(inputs["y"], lyrics=lyrics)
+    attn = prior.transformer.blocks[9].attn
+    head, d, target = 1, attn.head_dim, 5
+    rows = slice(head * d, (head + 1) * d)
+    direction = cond.encoder_kv[0, target] / cond.encoder_kv[0, target].norm()
+    attn.c_attn.weight[rows] = 0  # every query is the same vector u
+    attn.c_attn.bias[rows] = 1
+    attn.c_enc_kv.weight[rows] = 40 * torch.ones(d, 1) / d**0.5 * direction  # k_j ~ u (e_j . e*)
+    attn.c_enc_kv.bias[rows] = 0
+    weights = window_attention(prior, prior.sequence(codes), cond, 9, head)
+    assert (weights.argmax(-1) == target).all()
+    assert (weights[..., target] > 0.99).all()
+
+
+def test_window_attention_refuses_other_layers_and_heads():
+    prior, codes, inputs = build("encoder")
+    cond = prior.condition(**inputs)
+    with pytest.raises(ValueError, match="ROW attention"):
+        window_attention(prior, codes, cond, 0, 0)
+    with pytest.raises(ValueError, match="head 2"):
+        window_attention(prior, codes, cond, 9, 2)
+    with pytest.raises(ValueError, match="full window of 16"):
+        window_attention(prior, codes[:, :8], cond, 9, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# A whole level.
+
+
+SONG = torch.randint(1, 9, (18,), generator=torch.Generator().manual_seed(4))
+
+
+def window_lyrics(lyric_start: int, n_tokens: int = 8) -> torch.Tensor:
+    ids = [int(SONG[c]) if 0 <= c < len(SONG) else 0 for c in range(lyric_start, lyric_start + 8)]
+    return torch.tensor(ids).expand(2, n_tokens)
+
+
+def windows_for(prior, inputs, lyric_starts, pass_ids):
+    def windows(start):
+        ids = window_lyrics(lyric_starts[start])
+        cond = prior.condition(inputs["y"], lyrics=ids)
+        return cond, ids if pass_ids else None, lyric_starts[start]
+
+    return windows
+
+
+@pytest.mark.parametrize("kind", ["encoder", "single"])
+@torch.no_grad()
+def test_align_level_over_several_windows(kind):
+    prior, _, inputs = build(kind)
+    config = prior.config
+    codes = torch.randint(0, config.bins, (2, 40), generator=torch.Generator().manual_seed(5))
+    # Window starts 0, 8, 16, 24 (hop 8); lyric windows left-padded, inside, clipped at the end.
+    lyric_starts = {0: -3, 8: 2, 16: 7, 24: 14}
+    single = kind == "single"
+    windows = windows_for(prior, inputs, lyric_starts, pass_ids=single)
+    layer, head = alignment_layer(config, prior.transformer.blocks)
+    song = align_level(prior, codes, windows, 0.5, layer, head, n_chars=18)
+    assert song.shape == (2, 40, 18) and song.dtype == torch.float32
+
+    expected = torch.zeros(2, 40, 18)
+    generated = {0: (0, 16), 8: (16, 24), 16: (24, 32), 24: (32, 40)}
+    for start, (lo, hi) in generated.items():
+        cond, ids, lyric_start = windows(start)
+        lyrics = window_lyrics(lyric_start) if single else None
+        weights = window_attention(prior, prior.sequence(codes[:, start : start + 16], lyrics),
+                                   cond, layer, head)
+        for i in range(8):
+            char = lyric_start + i
+            if 0 <= char < 18:
+                expected[:, lo:hi, char] = weights[:, lo - start : hi - start, i]
+    torch.testing.assert_close(song, expected, atol=1e-6, rtol=1e-5)
+    sums = song.sum(-1)
+    assert (sums <= 1 + 1e-5).all()
+    assert (song[:, :16, 5:] == 0).all() and (song[:, 32:, :14] == 0).all()
+    if not single:  # rows 16..24 come from a window whose 8 characters are all in the song
+        torch.testing.assert_close(sums[:, 16:24], torch.ones(2, 8))
+
+
+@torch.no_grad()
+def test_padding_ids_are_skipped_even_inside_the_song():
+    """A timed lyric window may pad at valid song indices: those columns stay 0."""
+    prior, _, inputs = build("single")
+    codes = torch.randint(0, 11, (2, 16), generator=torch.Generator().manual_seed(6))
+    ids = torch.tensor([0, 0, 3, 4, 5, 6, 7, 8]).expand(2, 8)
+
+    def windows(start):
+        return prior.condition(inputs["y"], lyrics=ids), ids, 2
+
+    song = align_level(prior, codes, windows, 0.5, 15, 0, n_chars=12)
+    assert (song[..., :4] == 0).all() and (song[..., 10:] == 0).all()
+    assert (song[..., 4:10] > 0).all()
+
+
+@pytest.mark.parametrize("kind", ["encoder", "single"])
+@torch.no_grad()
+def test_a_song_shorter_than_a_window_is_padded_after_the_music(kind):
+    prior, _, inputs = build(kind)
+    config = prior.config
+    codes = torch.randint(0, config.bins, (2, 10), generator=torch.Generator().manual_seed(7))
+    windows = windows_for(prior, inputs, {0: 0}, pass_ids=kind == "single")
+    layer, head = alignment_layer(config, prior.transformer.blocks)
+    song = align_level(prior, codes, windows, 0.5, layer, head, n_chars=8)
+    assert song.shape == (2, 10, 8)
+    cond, _, _ = windows(0)
+    lyrics = window_lyrics(0) if kind == "single" else None
+    for pad in (0, 3):  # what fills the rest of the window cannot reach the real positions
+        padded = torch.cat([codes, torch.full((2, 6), pad)], dim=1)
+        weights = window_attention(prior, prior.sequence(padded, lyrics), cond, layer, head)
+        torch.testing.assert_close(song, weights[:, :10], atol=1e-6, rtol=1e-5)
+
+
+def test_single_mode_needs_the_lyric_ids():
+    prior, _, inputs = build("single")
+    codes = torch.zeros(2, 16, dtype=torch.long)
+    windows = windows_for(prior, inputs, {0: 0}, pass_ids=False)
+    with pytest.raises(ValueError, match="lyric ids"):
+        align_level(prior, codes, windows, 0.5, 15, 0, n_chars=8)
+
+
+# ---------------------------------------------------------------------------------------------
+# Start times.
+
+
+def diagonal(tokens_per_char: int, chars: int, seed: int = 0) -> np.ndarray:
+    """Noisy attention where token t sings character t // tokens_per_char."""
+    rng = np.random.default_rng(seed)
+    matrix = rng.random((tokens_per_char * chars, chars)) * 0.1
+    for t in range(tokens_per_char * chars):
+        matrix[t, t // tokens_per_char] += 0.8
+    return matrix / matrix.sum(1, keepdims=True)
+
+
+def test_char_start_times_follow_a_diagonal():
+    matrix = diagonal(5, 12)
+    matrix[10, 11] = 5.0  # a stray late peak must not drag characters 3..11 back to token 10
+    times = char_start_times(torch.from_numpy(matrix), seconds_per_token=0.01)
+    assert len(times) == 12
+    np.testing.assert_allclose(times, np.arange(12) * 5 * 0.01, atol=0.01)
+    assert times == sorted(times)
+
+
+def test_skipped_characters_are_interpolated():
+    matrix = np.full((20, 4), 0.01)
+    matrix[:10, 0] = matrix[10:, 3] = 1.0
+    times = char_start_times(matrix, seconds_per_token=0.5)
+    np.testing.assert_allclose(times, [0.0, 10 / 3 * 0.5, 20 / 3 * 0.5, 5.0])
+
+
+def test_start_times_are_monotone_on_noise():
+    matrix = np.random.default_rng(1).random((200, 30))
+    times = char_start_times(matrix, 0.1)
+    assert len(times) == 30 and times == sorted(times) and 0 <= times[0] and times[-1] < 20
+    assert char_start_times(np.zeros((5, 0)), 0.1) == []
+    with pytest.raises(ValueError, match="no tokens"):
+        char_start_times(np.zeros((0, 3)), 0.1)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_start_times_come_from_the_best_monotone_path(seed):
+    """Against brute force: of all non-decreasing token -> character assignments, the one with
+    the largest total log attention; characters start at their first token."""
+    matrix = np.random.default_rng(seed).random((7, 4)) ** 3
+    best = max(itertools.combinations_with_replacement(range(4), 7),
+               key=lambda path: sum(np.log(matrix[t, c]) for t, c in enumerate(path)))
+    visited = sorted(set(best))
+    firsts = [best.index(c) for c in visited]
+    expected = np.interp(np.arange(4), visited, firsts) * 0.25
+    np.testing.assert_allclose(char_start_times(matrix, 0.25), expected)
+
+
+# ---------------------------------------------------------------------------------------------
+# Characters, words, lines, files.
+
+LYRICS = "Hello wörld —\n\n  second line here\r\nthird½ line\n"
+
+
+def aligned(tokenizer: LyricsTokenizer, seconds_per_token: float = 0.1):
+    text = tokenizer.normalize(LYRICS).text
+    matrix = diagonal(4, len(text))
+    return build_alignment(LYRICS, tokenizer, matrix, seconds_per_token), matrix
+
+
+def test_token_index_is_normalised_character_index():
+    tokenizer = LyricsTokenizer()
+    text = tokenizer.normalize(LYRICS).text
+    assert text == "Hello world --\n\n  second line here\nthird line\n"
+    ids = tokenizer.encode(LYRICS)
+    assert len(ids) == len(text) and tokenizer.decode(ids) == text
+
+
+def test_build_alignment_words_and_lines():
+    tokenizer = LyricsTokenizer()
+    result, _ = aligned(tokenizer)
+    text = tokenizer.normalize(LYRICS).text
+    assert "".join(c for c, _ in result.characters) == text
+
+    def at(index):  # start of character `index` on the 4-tokens-per-character diagonal
+        return index * 4 * 0.1
+
+    words = [(w, pytest.approx(at(i), abs=0.1)) for w, i in [
+        ("Hello", 0), ("world", 6), ("--", 12), ("second", 18), ("line", 25), ("here", 30),
+        ("third", 35), ("line", 41)]]
+    assert result.words == words
+    assert result.lines == [
+        ("Hello wörld —", pytest.approx(at(0), abs=0.1)),
+        ("second line here", pytest.approx(at(18), abs=0.1)),
+        ("third½ line", pytest.approx(at(35), abs=0.1)),
+    ]
+    with pytest.raises(ValueError, match="46"):
+        build_alignment(LYRICS, tokenizer, np.zeros((10, 5)), 0.1)
+
+
+@pytest.mark.parametrize(("seconds", "stamp"), [
+    (0.0, "00:00.00"), (65.437, "01:05.44"), (59.996, "01:00.00"), (3600.5, "60:00.50"),
+])
+def test_lrc_timestamps(seconds, stamp):
+    assert lrc_timestamp(seconds) == stamp
+
+
+def parse_lrc(text: str) -> list[tuple[float, str]]:
+    lines = []
+    for line in text.splitlines():
+        match = re.fullmatch(r"\[(\d{2,}):(\d{2})\.(\d{2})\](.*)", line)
+        assert match, line
+        minutes, seconds, hundredths, words = match.groups()
+        lines.append((int(minutes) * 60 + int(seconds) + int(hundredths) / 100, words))
+    return lines
+
+
+def test_write_alignment_files(tmp_path):
+    tokenizer = LyricsTokenizer()
+    first, matrix = aligned(tokenizer)
+    second = LyricAlignment(first.characters, first.words, first.lines[:1])
+    write_alignment(tmp_path, [first, second], [matrix, torch.from_numpy(matrix)], 0.1,
+                    {"level": 2, "layer": 9})
+    folder = tmp_path / "alignment"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "alignment.json", "sample_0.lrc", "sample_0.png", "sample_1.lrc", "sample_1.png"]
+    record = json.loads((folder / "alignment.json").read_text())
+    assert record["level"] == 2 and record["layer"] == 9 and record["seconds_per_token"] == 0.1
+    assert len(record["samples"]) == 2
+    sample = record["samples"][0]
+    assert sample["words"][1] == {"word": "world", "start": pytest.approx(2.4, abs=0.1)}
+    assert [c["char"] for c in sample["characters"]] == [c for c, _ in first.characters]
+    assert [line["text"] for line in sample["lines"]] == [t for t, _ in first.lines]
+    lrc = parse_lrc((folder / "sample_0.lrc").read_text())
+    assert [text for _, text in lrc] == ["Hello wörld —", "second line here", "third½ line"]
+    np.testing.assert_allclose([t for t, _ in lrc], [s for _, s in first.lines], atol=0.005)
+    assert [t for t, _ in lrc] == sorted(t for t, _ in lrc)
+    assert len(parse_lrc((folder / "sample_1.lrc").read_text())) == 1
+    png = folder / "sample_0.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert matplotlib.image.imread(png).shape == (600, 1000, 4)
+    with pytest.raises(ValueError, match="2 alignments but 1"):
+        write_alignment(tmp_path, [first, second], [matrix], 0.1, {})
