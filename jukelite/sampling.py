@@ -62,6 +62,26 @@ def sample_from_logits(
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+STEP_KINDS = ("cached", "static", "compiled")
+
+
+def step_function(prior: LevelPrior, kind: str) -> Callable | None:
+    """The one-token step to use: None for `logits_cached` (Python-level slicing, fastest
+    eagerly), the static `logits_step` (position as a tensor, fixed shapes), or that step under
+    torch.compile, built once per prior and reused by every window."""
+    if kind not in STEP_KINDS:
+        raise ValueError(f"step must be one of {STEP_KINDS}, got {kind!r}")
+    if kind == "cached":
+        return None
+    if kind == "static":
+        return prior.logits_step
+    compiled = getattr(prior, "_compiled_step", None)
+    if compiled is None:
+        compiled = torch.compile(prior.logits_step, dynamic=False)
+        prior._compiled_step = compiled
+    return compiled
+
+
 @torch.no_grad()
 def sample_window(
     prior: LevelPrior,
@@ -71,10 +91,12 @@ def sample_window(
     generator: torch.Generator | None = None,
     on_token: Callable[[int], None] | None = None,
     length: int | None = None,
+    step: str = "cached",
 ) -> Tensor:
     """Complete one window: prefix [N, p] (in the prior's sequence space, p < seq_len) ->
     tokens [N, length] (default the whole window, seq_len). The prefix is fed as one chunk;
-    every later token is one cached step.
+    every later token is one step (`step`: see `step_function`) writing into the
+    preallocated caches and token buffer.
 
     In `single` lyrics mode the prefix holds the lyric window at least, and music positions may
     only emit music codes (lyric ids are masked out rather than clamped afterwards).
@@ -94,8 +116,13 @@ def sample_window(
     if known:
         prior.logits_cached(tokens, 0, known, caches, cond)
     music_from = config.n_vocab if config.lyrics == "single" else 0
+    static = step_function(prior, step)
     for position in range(known, length):
-        logits = prior.logits_cached(tokens, position, 1, caches, cond)[:, -1]
+        if static is None:
+            logits = prior.logits_cached(tokens, position, 1, caches, cond)[:, -1]
+        else:
+            at = torch.tensor(position, device=device)
+            logits = static(tokens[:, max(position - 1, 0)], at, caches, cond)
         if music_from:
             logits[:, :music_from] = float("-inf")
         tokens[:, position] = sample_from_logits(logits, settings, generator).to(device)
@@ -146,6 +173,7 @@ def sample_level(
     on_window: Callable[[int, Tensor], None] | None = None,
     max_batch_size: int | None = None,
     on_tokens: Callable[[int], None] | None = None,
+    step: str = "cached",
 ) -> Tensor:
     """Sample `total` codes of the prior's level window by window.
 
@@ -157,6 +185,7 @@ def sample_level(
     stopped run to resume). Samples are drawn `max_batch_size` at a time (all at once when
     None). `on_window` gets each window's index and all codes so far (e.g. to save them);
     `on_tokens(k)` is told after each step that k more codes exist (for progress bars).
+    `step` picks the one-token step (`step_function`).
     """
     config = prior.config
     hop = max(1, int(config.n_ctx * hop_fraction))
@@ -178,7 +207,7 @@ def sample_level(
             window = sample_window(
                 prior, cond, prefix, settings, window_generator(seed, config.level, index, chunk),
                 on_token=None if on_tokens is None else lambda _, k=count: on_tokens(k),
-                length=offset + end - start,
+                length=offset + end - start, step=step,
             )
             new = window[:, offset + codes.shape[1] - start :]
             pieces.append(new - (config.n_vocab if offset else 0))

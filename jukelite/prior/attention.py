@@ -439,3 +439,61 @@ class SparseAttention(nn.Module):
             cache.key[:, slots] = k[:, lo - start : hi - start]
             cache.value[:, slots] = v[:, lo - start : hi - start]
         return out
+
+    # ------------------------------------------------------------------------------------------
+    # Static one-token step: the same maths with the position as a tensor, fixed shapes and no
+    # Python branching on it, so a whole step can be captured (CUDA graphs, torch.compile).
+
+    @torch.no_grad()
+    def forward_step(
+        self, x: Tensor, position: Tensor, cache: KVCache, encoder_kv: Tensor | None = None
+    ) -> Tensor:
+        """One token at `position` (a 0-dim long tensor): x [N, 1, W] -> [N, 1, W].
+
+        Every type attends over its whole preallocated cache with a visibility mask instead of
+        a slice, and writes its key/value with index_copy_, so shapes never depend on the
+        position. Equal to `forward_cached(x, int(position), cache)` (tested).
+        """
+        n = x.shape[0]
+        kind = self.attn_type
+        if kind == AttnType.ENC_DEC:
+            if cache.key is None:
+                cache.key, cache.value = self._encoder_kv(encoder_kv)
+            out = _attend(self._split_heads(self.c_attn(x)), cache.key, cache.value)
+            return self.c_proj(out.reshape(n, 1, self.n_state))
+        q, k, v = self._qkv(x)
+        slots = cache.key.shape[1]
+        index = torch.arange(slots, device=x.device)
+        keep = None  # 0/1 factor on the output (previous-row attention in row 0)
+        if kind == AttnType.ROW:
+            write, visible = position % self.block_ctx, index <= position % self.block_ctx
+        elif kind == AttnType.PREV_ROW:
+            row = position // self.block_ctx
+            write = position % slots
+            visible = index // self.block_ctx == (row - 1) % 2
+            keep = (row > 0).to(q.dtype)
+        elif kind == AttnType.PRIME:  # keys past the lyric prefix are never written or read
+            write = position.clamp(max=slots - 1)
+            written = position < slots
+            k = torch.where(written, k, cache.key.index_select(1, write.view(1)))
+            v = torch.where(written, v, cache.value.index_select(1, write.view(1)))
+            visible = index <= position
+        else:  # DENSE and COLUMN: every position has its own slot
+            write, visible = position, index <= position
+        cache.key.index_copy_(1, write.view(1), k)
+        cache.value.index_copy_(1, write.view(1), v)
+        keys, values = cache.key, cache.value
+        if kind == AttnType.COLUMN:  # this column's slot in every row
+            rows = torch.arange(self.blocks, device=x.device)
+            column = position % self.block_ctx + rows * self.block_ctx
+            keys, values = keys.index_select(1, column), values.index_select(1, column)
+            visible = rows <= position // self.block_ctx
+        # A row with nothing visible (previous-row in row 0) would give NaN: show it one key
+        # and zero its output afterwards, as Jukebox's zero previous row does.
+        if keep is not None:
+            visible = visible | (index == 0) & (keep == 0)
+        out = _attend(q, keys, values, mask=visible[None, None, None, :])
+        if keep is not None:
+            out = out * keep
+        return self.c_proj(out.reshape(n, 1, self.n_state))
+

@@ -177,6 +177,12 @@ class Block(nn.Module):
         a = self.attn.forward_cached(self.ln_0(x), start, cache, encoder_kv)
         return x + a + self.mlp(self.ln_1(x + a))
 
+    def forward_step(
+        self, x: Tensor, position: Tensor, cache: KVCache, encoder_kv: Tensor | None = None
+    ) -> Tensor:
+        a = self.attn.forward_step(self.ln_0(x), position, cache, encoder_kv)
+        return x + a + self.mlp(self.ln_1(x + a))
+
 
 class Transformer(nn.Module):
     """`depth` blocks whose attention types follow Jukebox's `attn_order` schedule."""
@@ -237,6 +243,13 @@ class Transformer(nn.Module):
     ) -> Tensor:
         for block, cache in zip(self.blocks, caches, strict=True):
             x = block.forward_cached(x, start, cache, encoder_kv)
+        return x
+
+    def forward_step(
+        self, x: Tensor, position: Tensor, caches: list[KVCache], encoder_kv: Tensor | None = None
+    ) -> Tensor:
+        for block, cache in zip(self.blocks, caches, strict=True):
+            x = block.forward_step(x, position, cache, encoder_kv)
         return x
 
 
@@ -489,3 +502,23 @@ class LevelPrior(nn.Module):
             h = h + x_cond
         h = self.transformer.forward_cached(h, start, caches, cond.encoder_kv)
         return self._head(h, x_cond)
+
+    @torch.no_grad()
+    def logits_step(
+        self, previous: Tensor, position: Tensor, caches: list[KVCache], cond: Conditioning
+    ) -> Tensor:
+        """Logits [N, vocab] of the token at `position` (0-dim long tensor) given the token
+        before it (`previous` [N], ignored at position 0) and the caches: the static twin of
+        `logits_cached(tokens, position, 1, ...)`, with no shape or branch depending on the
+        position, so one step can be compiled or captured once and replayed for every token."""
+        at = position.view(1)
+        emb = self.embedding
+        h = torch.where(position == 0, cond.start[:, 0].to(emb.x_emb.weight.dtype),
+                        emb.x_emb(previous))
+        h = (h + emb.pos_emb.index_select(0, at))[:, None]
+        x_cond = None if cond.x_cond is None else cond.x_cond.index_select(1, at)
+        if x_cond is not None:
+            h = h + x_cond
+        h = self.transformer.forward_step(h, position, caches, cond.encoder_kv)
+        return self._head(h, x_cond)[:, 0]
+

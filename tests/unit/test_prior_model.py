@@ -173,3 +173,19 @@ def test_config_errors_name_the_field():
         PriorConfig(lyrics="encoder", n_tokens=8, lyrics_width=12, lyrics_heads=2, lyrics_blocks=2)
     with pytest.raises(ValueError, match="unknown PriorConfig key"):
         PriorConfig.from_dict({"widht": 3})
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_static_steps_equal_the_cached_steps(kind):
+    """The position-as-tensor step (for CUDA graphs / torch.compile) gives the cached step's
+    logits at every position, across rows, columns and the lyric prefix."""
+    prior, codes, inputs = build(kind)
+    with torch.no_grad():
+        cond = prior.condition(**inputs)
+        tokens = prior.sequence(codes, inputs.get("lyrics"))
+        cached, static = prior.init_caches(2), prior.init_caches(2)
+        for position in range(tokens.shape[1]):
+            expected = prior.logits_cached(tokens, position, 1, cached, cond)[:, -1]
+            previous = tokens[:, max(position - 1, 0)]
+            got = prior.logits_step(previous, torch.tensor(position), static, cond)
+            torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 
 import pytest
 import torch
@@ -166,3 +167,31 @@ def test_chunked_batches_give_the_codes_and_progress_of_their_own_seeds():
     again = sample_level(prior, 30, condition_for, seed=2, codes=empty, max_batch_size=1)
     assert torch.equal(chunked, again)
     assert not torch.equal(chunked[0], chunked[1])  # each chunk draws from its own stream
+
+
+@pytest.mark.parametrize("kind", ["top", "upsampler", "encoder", "single"])
+def test_static_steps_sample_what_cached_steps_sample(kind):
+    prior, codes, inputs = build(kind)
+    cond = prior.condition(**inputs)
+    prefix = prior.sequence(codes, inputs.get("lyrics"))[:, : prior.config.seq_len // 2 + 3]
+
+    def draw(step: str) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(5)
+        return sample_window(prior, cond, prefix, generator=generator, step=step)
+
+    assert torch.equal(draw("static"), draw("cached"))
+
+
+@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
+                    reason="torch.compile on the CPU needs a C++ compiler")
+def test_a_compiled_step_samples_what_cached_steps_sample():
+    prior, codes, inputs = build("top")
+    cond = prior.condition(**inputs)
+
+    def draw(step: str) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(6)
+        return sample_window(prior, cond, codes[:, :5], generator=generator, step=step)
+
+    assert torch.equal(draw("compiled"), draw("cached"))
+    with pytest.raises(ValueError, match="step"):
+        draw("fast")
