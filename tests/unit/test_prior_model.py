@@ -189,3 +189,31 @@ def test_static_steps_equal_the_cached_steps(kind):
             previous = tokens[:, max(position - 1, 0)]
             got = prior.logits_step(previous, torch.tensor(position), static, cond)
             torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["top", "single"])
+def test_a_static_step_allocates_the_same_at_every_position(kind):
+    """No per-step allocation grows with the position (caches are written in place; the
+    temporaries are the same for the first and the last token of a window)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    prior, codes, inputs = build(kind)
+    cond = prior.condition(**inputs)
+    tokens = prior.sequence(codes, inputs.get("lyrics"))
+    caches, allocated = prior.init_caches(2), {}
+    last = tokens.shape[1] - 1
+    with torch.no_grad():
+        for position in range(tokens.shape[1]):
+            def step(position=position):
+                previous = tokens[:, max(position - 1, 0)]
+                prior.logits_step(previous, torch.tensor(position), caches, cond)
+
+            if position in (1, last):
+                with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+                    step()
+                allocated[position] = sum(
+                    event.cpu_memory_usage for event in prof.events() if event.cpu_memory_usage > 0
+                )
+            else:
+                step()
+    assert allocated[1] == allocated[last] > 0
