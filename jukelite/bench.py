@@ -8,6 +8,8 @@ the chosen device (CUDA timings synchronise before reading the clock).
   each type's ratio to dense (`jukelite.prior.attention_bench.bench_attention`).
 - `prior`: training throughput (forward + backward + AdamW step) of a randomly initialised
   `LevelPrior` of a named shape.
+- `sample`: sampling speed of random-weight priors (KV-cached vs naive, prefill) and the
+  real-time factor of a full render (`jukelite.sample_bench`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from jukelite.bundle import load_vqvae_level, vqvae_levels
 from jukelite.vqvae.config import VQVAEConfig
 from jukelite.vqvae.model import LevelVQVAE, count_parameters
 
-BENCHMARKS = ("vqvae", "attention", "prior")
+BENCHMARKS = ("vqvae", "attention", "prior", "sample")
 
 ATTENTION_DEFAULTS = {"n_ctx": "1024,4096,16384", "width": 256, "heads": 2, "block_ctx": 64}
 
@@ -43,7 +45,7 @@ PRIOR_FLAGS = ("width", "depth", "heads", "n_ctx", "blocks", "bins", "batch")
 _BENCH_EPILOG = """\
 benchmarks:
   vqvae      encode/decode speed of each VQ-VAE level (real-time factor, tokens/s);
-             uses --model or --recipe, --seconds, --batch (default 1)
+             uses --model or --recipe, --seconds (default 5), --batch (one value, default 1)
   attention  forward+backward time and memory of one attention layer (batch 1) per attention
              type, and each sparse type's time and memory as a ratio to dense; uses --n-ctx
              (comma list, default 1024,4096,16384), --width (256), --heads (2), --block-ctx (64)
@@ -54,8 +56,19 @@ benchmarks:
     shapes: tiny  width 64, depth 4, heads 2, n_ctx 256, blocks 8, bins 256, batch 4
             small width 512, depth 12, heads 4, n_ctx 2048, blocks 32, bins 2048, batch 1
             (both: attn_order 2, no labels)
+  sample     sampling speed of priors with random weights, per level and batch size: tokens/s
+             of KV-cached sampling (--tokens per window, default min(n_ctx, 512)) and of naive
+             sampling (a full forward pass per token, --naive-tokens, default 4), the speedup,
+             and the prefill time of a window's primed part (n_ctx - hop tokens); then the
+             real-time factor of a full three-level render of --seconds (default 10) through
+             the tiny random bundle (skip with --no-render). Uses --shape (comma list of tiny,
+             small, custom; default tiny,small): tiny = the three priors of recipes/tiny with
+             their conditioning (levels 2, 1, 0); small and custom = one unconditioned prior
+             reported as level "any" (custom starts from tiny's sizes above; --width --depth
+             --heads --n-ctx --blocks --bins override small and custom); --batch (comma list,
+             default 1,8); --dtype (float32, or bf16 for the prior timings)
 
---device and --repeats apply to all three; options a benchmark does not use are ignored.
+--device and --repeats apply to all; options a benchmark does not use are ignored.
 """
 
 
@@ -76,12 +89,18 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         help="measure the (randomly initialised) model of a recipe; "
         "default: the released Jukebox VQ-VAE shape at 44.1 kHz",
     )
-    vqvae.add_argument("--seconds", type=float, default=5.0, help="audio length per item")
+    vqvae.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="audio length (vqvae: per item, default 5; sample: of the render, default 10)",
+    )
     vqvae.add_argument(
         "--batch",
-        type=int,
         default=None,
-        help="items per call (vqvae: default 1; prior: default from --shape)",
+        metavar="N[,N...]",
+        help="items per call (vqvae: one value, default 1; prior: one value, default from "
+        "--shape; sample: comma list, default 1,8)",
     )
 
     shared = parser.add_argument_group("attention and prior options (prior: default from --shape)")
@@ -118,6 +137,28 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     prior.add_argument("--depth", type=int, help="Transformer blocks")
     prior.add_argument("--blocks", type=int, help="attention block rows (must divide n_ctx)")
     prior.add_argument("--bins", type=int, help="codebook size (vocabulary)")
+
+    sample = parser.add_argument_group("sample options (also --shape, --batch, --seconds)")
+    sample.add_argument(
+        "--tokens",
+        type=int,
+        help="KV-cached tokens timed per window (default min(n_ctx, 512))",
+    )
+    sample.add_argument(
+        "--naive-tokens", type=int, help="tokens timed with a full pass each (default 4)"
+    )
+    sample.add_argument(
+        "--render",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="time a full render of the tiny random bundle (default: on)",
+    )
+    sample.add_argument(
+        "--dtype",
+        choices=("float32", "bf16"),
+        default="float32",
+        help="weights of the timed priors (the render stays float32; default %(default)s)",
+    )
 
 
 def _time(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
@@ -433,7 +474,33 @@ def _prior_table(results: dict[str, Any]) -> None:
         )
 
 
+def _one_batch(text: Any) -> int | None:
+    """--batch for the benchmarks that take a single size."""
+    if text is None:
+        return None
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise ValueError(f"--batch takes one integer here, got {text!r}") from None
+    if value < 1:
+        raise ValueError(f"--batch must be >= 1, got {value}")
+    return value
+
+
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    if args.what == "sample":
+        from jukelite.sample_bench import bench_sample
+
+        return bench_sample(args)
+    # --batch is text (sample takes a list) and --seconds defaults per benchmark
+    seconds = getattr(args, "seconds", None)
+    args = argparse.Namespace(
+        **{
+            **vars(args),
+            "batch": _one_batch(getattr(args, "batch", None)),
+            "seconds": 5.0 if seconds is None else seconds,
+        }
+    )
     if args.what == "vqvae":
         return bench_vqvae(args)
     if args.what == "attention":

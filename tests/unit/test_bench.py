@@ -81,3 +81,21 @@ def test_bench_help_documents_all_benchmarks(capsys: pytest.CaptureFixture[str])
     text = capsys.readouterr().out
     for word in ("vqvae", "attention", "prior", "--block-ctx", "--shape", "ignored"):
         assert word in text
+
+
+def test_single_batch_benchmarks_get_one_int_and_their_own_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from jukelite import bench
+
+    seen: list = []
+    monkeypatch.setattr(bench, "bench_vqvae", lambda args: seen.append(args) or {})
+    monkeypatch.setattr(bench, "bench_prior", lambda args: seen.append(args) or {})
+    parser = build_parser()
+    bench.run_benchmark(parser.parse_args(["bench", "vqvae"]))
+    bench.run_benchmark(parser.parse_args(["bench", "prior", "--batch", "3", "--seconds", "2"]))
+    assert (seen[0].batch, seen[0].seconds) == (None, 5.0)
+    assert (seen[1].batch, seen[1].seconds) == (3, 2.0)
+    for bad in ("1,8", "x", "0"):
+        with pytest.raises(ValueError, match="--batch"):
+            bench.run_benchmark(parser.parse_args(["bench", "vqvae", "--batch", bad]))

@@ -1,0 +1,412 @@
+"""`jukelite bench sample`: how fast priors sample, and how long a full render takes.
+
+Sampling speed does not depend on what the weights learned, so every prior here has random
+weights: `tiny` is the three priors of `recipes/tiny` (built as a random bundle, with their real
+conditioning), `small` and `custom` are unconditioned priors of a `bench prior` shape. Per prior
+and batch size it times
+
+- cached: `sample_window` from the window's fixed prefix (empty, or the lyric window of a
+  single-stack lyrics prior): one prefill, then one KV-cached step per token;
+- naive: a full forward pass over the whole window for every new token (what the KV cache saves);
+- prefill: one chunked pass over the primed part of a window (`n_ctx - hop` tokens), the price
+  every window after the first pays before its first new token.
+
+The render times `Jukebox.generate` top-down through the tiny random bundle, decode included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from jukelite.api import HOP_FRACTION_TOP, HOP_FRACTION_UPSAMPLER
+from jukelite.bench import _environment, _prior_config, _time, prior_shape
+from jukelite.data.labels import label_vector
+from jukelite.prior.model import Conditioning, LevelPrior
+from jukelite.sampling import SamplingSettings, sample_from_logits, sample_window
+from jukelite.vqvae.model import count_parameters
+
+SAMPLE_DEFAULTS: dict[str, Any] = {
+    "batch": "1,8",
+    "tokens": 512,
+    "naive_tokens": 4,
+    "seconds": 10.0,
+}
+SAMPLE_SHAPES = ("tiny", "small", "custom")
+DTYPES = {"float32": torch.float32, "bf16": torch.bfloat16}
+SETTINGS = SamplingSettings(temperature=1.0)  # no filters: their cost is not the prior's
+RENDER_LYRICS = "la la la, a random song for a random model, la la la"
+
+MEASURES = (
+    "tokens_per_second counts every batch item (batch * tokens / seconds). cached: median wall "
+    "time of sample_window generating `cached_tokens` positions from the window's start (after "
+    "its fixed prefix: none, or the lyric window of a single-stack lyrics prior), caches "
+    "allocated inside; naive: one full forward pass over the whole window (seq_len tokens) per "
+    "new token, for `naive_tokens` tokens; speedup = cached / naive tokens per second; prefill: "
+    "one logits_cached pass over the primed part of a later window, seq_len - hop tokens with "
+    "hop = n_ctx * hop_fraction (1/8 for a top prior, 1/2 for an upsampler; `any` is timed as a "
+    "top prior). Medians over repeats after a warm-up run. render: one run (no warm-up, after "
+    "the timings above) of Jukebox.generate on the tiny random bundle in float32, n_samples 1; "
+    "a level's seconds run from the last progress report of the level above (or the start) to "
+    "its own last one, so they include loading the prior and conditioning; decode_seconds is "
+    "the rest (the VQ-VAE decoder); realtime_factor = wall_seconds / audio_seconds"
+)
+
+
+# ---------------------------------------------------------------------- parsing
+def batch_list(text: str | None) -> list[int]:
+    """`--batch` as a list of positive sizes (`bench sample` compares several)."""
+    text = SAMPLE_DEFAULTS["batch"] if text is None else str(text)
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--batch takes comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"--batch takes positive integers, got {text!r}")
+    return values
+
+
+def _option(args: argparse.Namespace, name: str) -> Any:
+    value = getattr(args, name, None)
+    return SAMPLE_DEFAULTS[name] if value is None else value
+
+
+def _shape_names(args: argparse.Namespace) -> list[str]:
+    names = [n.strip() for n in str(getattr(args, "shape", None) or "").split(",") if n.strip()]
+    unknown = [n for n in names if n not in SAMPLE_SHAPES]
+    if unknown:
+        raise ValueError(
+            f"unknown sample shape(s) {', '.join(unknown)}; choose from {', '.join(SAMPLE_SHAPES)}"
+        )
+    return names
+
+
+# ---------------------------------------------------------------------- priors
+@dataclass
+class PriorCase:
+    """One prior to time, and the window overlap it samples with."""
+
+    level: str  # the bundle level, or "any" for a size-only shape
+    prior: LevelPrior
+    hop_fraction: float
+    source: str
+
+
+def tiny_bundle(directory: str | Path) -> Path:
+    """The tiny recipes' VQ-VAE and priors with random weights, written to `directory`."""
+    from jukelite.random_bundle import build_random_bundle, tiny_recipes
+
+    vqvae_recipe, prior_recipes = tiny_recipes()
+    return build_random_bundle(Path(directory) / "tiny", vqvae_recipe, prior_recipes)
+
+
+def prior_cases(
+    name: str, args: argparse.Namespace, bundle: Path | None, device: torch.device
+) -> Iterator[PriorCase]:
+    """The priors of shape `name`, one at a time, so only one sits on the device."""
+    if name == "tiny":
+        from jukelite.bundle import load_prior_level, read_manifest
+
+        if bundle is None:
+            raise ValueError("the tiny shape needs the tiny random bundle")
+        levels = sorted((int(level) for level in read_manifest(bundle)["priors"]), reverse=True)
+        for level in levels:
+            fraction = HOP_FRACTION_TOP if level == levels[0] else HOP_FRACTION_UPSAMPLER
+            prior = load_prior_level(bundle, level, device)
+            yield PriorCase(str(level), prior, fraction, f"recipes/tiny level {level}")
+            del prior  # before the next level loads
+        return
+    sizes = prior_shape(name, argparse.Namespace(**{**vars(args), "batch": None}))
+    torch.manual_seed(0)
+    prior = LevelPrior(_prior_config(sizes)).to(device).eval()
+    yield PriorCase("any", prior, HOP_FRACTION_TOP, f"bench prior shape {name}")
+
+
+def conditioning_kinds(prior: LevelPrior) -> list[str]:
+    c = prior.config
+    kinds = ["labels"] if c.labels else []
+    kinds += ["timing"] if c.timing else []
+    kinds += ["upper codes"] if c.upsampler else []
+    kinds += [f"lyrics {c.lyrics}"] if c.lyrics != "none" else []
+    return kinds
+
+
+def random_conditioning(
+    prior: LevelPrior, batch: int, generator: torch.Generator
+) -> tuple[Conditioning, Tensor]:
+    """Valid random inputs of the right shapes -> (conditioning, the window's fixed prefix:
+    the lyric window for a single-stack lyrics prior, else empty)."""
+    c = prior.config
+    device = prior.embedding.x_emb.weight.device
+
+    def randint(high: int, size: tuple[int, ...], low: int = 0) -> Tensor:
+        return torch.randint(low, high, size, generator=generator).to(device)
+
+    y = upper = lyrics = None
+    if c.labels:
+        seconds = min(max(10.0, c.min_duration), c.max_duration)  # inside the timing range
+        total = int(seconds * c.sample_rate)
+        y = torch.stack([
+            label_vector(total, 0, c.n_ctx, int(artist), genres.tolist())
+            for artist, genres in zip(
+                randint(c.artist_bins, (batch,)),
+                randint(c.genre_bins, (batch, c.max_bow_genre_size)),
+                strict=True,
+            )
+        ]).to(device)
+    if c.upsampler:
+        upper = randint(c.bins, (batch, c.n_ctx // prior.upsample_ratio))
+    if c.lyrics != "none":
+        lyrics = randint(c.n_vocab, (batch, c.n_tokens), low=1)  # 0 is padding
+    cond = prior.condition(y, upper, lyrics)
+    if c.lyrics == "single":
+        return cond, lyrics
+    return cond, torch.zeros(batch, 0, dtype=torch.long, device=device)
+
+
+def naive_window(
+    prior: LevelPrior,
+    cond: Conditioning,
+    prefix: Tensor,
+    new_tokens: int,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Sample `new_tokens` after `prefix` without a cache: one full pass over the whole window
+    per token, the logits read at the current position (the reference the cache must match)."""
+    c = prior.config
+    batch, known = prefix.shape
+    tokens = torch.zeros(batch, c.seq_len, dtype=torch.long, device=prefix.device)
+    tokens[:, :known] = prefix
+    music_from = c.n_vocab if c.lyrics == "single" else 0
+    for position in range(known, known + new_tokens):
+        logits = prior.logits(tokens, cond)[:, position].float()
+        logits[:, :music_from] = float("-inf")
+        tokens[:, position] = sample_from_logits(logits, SETTINGS, generator).to(tokens.device)
+    return tokens[:, : known + new_tokens]
+
+
+def prefill(prior: LevelPrior, tokens: Tensor, length: int, cond: Conditioning) -> Tensor:
+    """One window's chunked prefill of its first `length` tokens into fresh caches."""
+    caches = prior.init_caches(tokens.shape[0])
+    return prior.logits_cached(tokens, 0, length, caches, cond)
+
+
+def _rate(tokens: int, batch: int, seconds: float) -> float:
+    return batch * tokens / seconds
+
+
+def time_sampling(
+    prior: LevelPrior,
+    batch: int,
+    tokens: int,
+    naive_tokens: int,
+    hop_fraction: float,
+    device: torch.device,
+    repeats: int,
+) -> dict[str, Any]:
+    """Cached, naive and prefill timings of one prior at one batch size."""
+    c = prior.config
+    generator = torch.Generator().manual_seed(batch)
+    cond, prefix = random_conditioning(prior, batch, generator)
+    known = prefix.shape[1]
+    cached_tokens = min(tokens, c.n_ctx)
+    naive_tokens = min(naive_tokens, c.n_ctx)
+    cached_s = _time(
+        partial(sample_window, prior, cond, prefix, SETTINGS, generator,
+                length=known + cached_tokens),
+        device, repeats,
+    )
+    naive_s = _time(
+        partial(naive_window, prior, cond, prefix, naive_tokens, generator), device, repeats
+    )
+    hop = max(1, int(c.n_ctx * hop_fraction))
+    primed = c.seq_len - hop  # the lyric prefix (if any) and the overlap with the last window
+    window = torch.randint(0, c.bins, (batch, c.seq_len), generator=generator).to(device)
+    window[:, :known] = prefix
+    prefill_s = _time(partial(prefill, prior, window, primed, cond), device, repeats)
+    cached_tps = _rate(cached_tokens, batch, cached_s)
+    naive_tps = _rate(naive_tokens, batch, naive_s)
+    return {
+        "batch": batch,
+        "cached_tokens": cached_tokens,
+        "cached_seconds": cached_s,
+        "cached_tokens_per_second": cached_tps,
+        "naive_tokens": naive_tokens,
+        "naive_seconds": naive_s,
+        "naive_tokens_per_second": naive_tps,
+        "speedup": cached_tps / naive_tps,
+        "prefill_tokens": primed,
+        "prefill_seconds": prefill_s,
+        "prefill_tokens_per_second": _rate(primed, batch, prefill_s),
+    }
+
+
+def describe_prior(case: PriorCase) -> dict[str, Any]:
+    c = case.prior.config
+    return {
+        "source": case.source,
+        "n_ctx": c.n_ctx,
+        "seq_len": c.seq_len,
+        "width": c.width,
+        "depth": c.depth,
+        "heads": c.heads,
+        "blocks": c.blocks,
+        "bins": c.bins,
+        "attn_order": c.attn_order,
+        "conditioning": conditioning_kinds(case.prior),
+        "parameters": count_parameters(case.prior),
+        "hop_fraction": case.hop_fraction,
+    }
+
+
+# ---------------------------------------------------------------------- render
+def time_render(
+    bundle: str | Path,
+    seconds: float,
+    device: torch.device,
+    artist: str,
+    genre: str,
+    lyrics: str = RENDER_LYRICS,
+) -> dict[str, Any]:
+    """Wall time of one `generate` through every level of `bundle`, split per level.
+
+    Levels run top-down; the progress callback only supplies timestamps (a level ends at its
+    last report), and the token counts come from the song's codes, so neither depends on how
+    often `generate` reports."""
+    import jukelite
+
+    jb = jukelite.load(bundle, device=device)
+    last_report: dict[int, float] = {}  # insertion order = the order levels ran in
+
+    def progress(level: int, *_: int) -> None:
+        last_report[level] = time.perf_counter()
+
+    start = time.perf_counter()
+    song = jb.generate(artist=artist, genre=genre, lyrics=lyrics, seconds=seconds,
+                       n_samples=1, seed=0, progress=progress)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    wall = time.perf_counter() - start
+    audio_seconds = song.audio.shape[-1] / song.sample_rate
+    levels: dict[str, dict[str, Any]] = {}
+    previous = start
+    for level, end in last_report.items():
+        tokens = int(song.codes[level].numel())  # every sample's codes of the level
+        levels[str(level)] = {
+            "seconds": end - previous,
+            "tokens": tokens,
+            "tokens_per_second": tokens / (end - previous),
+        }
+        previous = end
+    return {
+        "bundle": "tiny random bundle (recipes/tiny)",
+        "artist": artist,
+        "genre": genre,
+        "n_samples": 1,
+        "seconds_requested": seconds,
+        "audio_seconds": audio_seconds,
+        "wall_seconds": wall,
+        "realtime_factor": wall / audio_seconds,
+        "levels": levels,
+        "decode_seconds": start + wall - previous,
+    }
+
+
+# ---------------------------------------------------------------------- benchmark
+@torch.no_grad()
+def bench_sample(args: argparse.Namespace) -> dict[str, Any]:
+    """Cached vs naive sampling speed and prefill per prior and batch, then a timed render."""
+    from jukelite.data.synth import ARTISTS, GENRES
+
+    device = torch.device(args.device)
+    dtype_name = getattr(args, "dtype", None) or "float32"
+    dtype = DTYPES[dtype_name]
+    names = _shape_names(args)
+    batches = batch_list(getattr(args, "batch", None))
+    tokens, naive_tokens = int(_option(args, "tokens")), int(_option(args, "naive_tokens"))
+    if tokens < 1 or naive_tokens < 1:
+        raise ValueError(f"--tokens and --naive-tokens must be >= 1, got {tokens}, {naive_tokens}")
+    render = getattr(args, "render", True)
+    seconds = float(_option(args, "seconds"))
+    if render and not seconds > 0:
+        raise ValueError(f"--seconds must be > 0, got {seconds}")
+    results: dict[str, Any] = {
+        "benchmark": "sample",
+        **_environment(device),
+        "dtype": dtype_name,
+        "repeats": args.repeats,
+        "batches": batches,
+        "tokens": tokens,
+        "naive_tokens": naive_tokens,
+        "measures": MEASURES,
+        "shapes": {},
+        "render": None,
+    }
+    with tempfile.TemporaryDirectory(prefix="jukelite-bench-") as tmp:
+        bundle = tiny_bundle(tmp) if "tiny" in names or render else None
+        for name in names:
+            levels: dict[str, Any] = {}
+            for case in prior_cases(name, args, bundle, device):
+                case.prior.to(dtype)
+                levels[case.level] = {
+                    **describe_prior(case),
+                    "batches": {
+                        str(batch): time_sampling(case.prior, batch, tokens, naive_tokens,
+                                                  case.hop_fraction, device, args.repeats)
+                        for batch in batches
+                    },
+                }
+                del case  # the generator's next prior loads after this one is released
+            results["shapes"][name] = {"levels": levels}
+        if render:
+            results["render"] = time_render(bundle, seconds, device, ARTISTS[0], GENRES[0])
+    sample_table(results)
+    return results
+
+
+def sample_table(results: dict[str, Any]) -> None:
+    """The readable summary, on stderr so that stdout stays one JSON object."""
+
+    def out(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    out(
+        f"sampling on {results['device']} ({results['threads']} threads), {results['dtype']}; "
+        "tok/s counts every batch item; prefill = the primed part of a later window"
+    )
+    out(
+        f"{'shape':>7} {'level':>5} {'batch':>5} {'n_ctx':>6} {'cached tok/s':>12} "
+        f"{'naive tok/s':>11} {'speedup':>8} {'prefill ms (tokens)':>20}"
+    )
+    for name, shape in results["shapes"].items():
+        for level, entry in shape["levels"].items():
+            for batch, r in entry["batches"].items():
+                prefill_ms = f"{r['prefill_seconds'] * 1e3:.1f} ({r['prefill_tokens']})"
+                out(
+                    f"{name:>7} {level:>5} {batch:>5} {entry['n_ctx']:>6} "
+                    f"{r['cached_tokens_per_second']:>12.1f} {r['naive_tokens_per_second']:>11.2f} "
+                    f"{r['speedup']:>7.1f}x {prefill_ms:>20}"
+                )
+    render = results["render"]
+    if render is None:
+        return
+    parts = [
+        f"level {level} {r['seconds']:.1f} s ({r['tokens_per_second']:.0f} tok/s)"
+        for level, r in render["levels"].items()
+    ]
+    out(
+        f"render: {render['audio_seconds']:.2f} s of audio in {render['wall_seconds']:.1f} s, "
+        f"RTF {render['realtime_factor']:.2f}; {', '.join(parts)}, "
+        f"decode {render['decode_seconds']:.2f} s"
+    )
+
