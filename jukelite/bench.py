@@ -159,6 +159,12 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         default="float32",
         help="weights of the timed priors (the render stays float32; default %(default)s)",
     )
+    sample.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time the torch.compile'd static step (compiled tok/s; the one-off compile "
+        "is left out) and render with it",
+    )
 
 
 def _time(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
@@ -202,12 +208,7 @@ def bench_vqvae(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {
         "benchmark": "vqvae",
         "source": source,
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        **_environment(device),
         "seconds_per_item": args.seconds,
         "batch": batch,
         "levels": {},
@@ -257,12 +258,22 @@ def _table(results: dict[str, Any]) -> None:
         )
 
 
+def _cpu_name() -> str:
+    """The CPU model (platform.processor() is empty on most Linux systems)."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _environment(device: torch.device) -> dict[str, Any]:
     return {
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }

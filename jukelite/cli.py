@@ -200,7 +200,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from jukelite.bench import run_benchmark
 
-    _print_json(run_benchmark(args))
+    try:
+        results = run_benchmark(args)
+    except ValueError as exc:  # a flag value the benchmark cannot use
+        raise UsageError(str(exc)) from exc
+    _print_json(results)
     return 0
 
 

@@ -213,8 +213,10 @@ def time_sampling(
     hop_fraction: float,
     device: torch.device,
     repeats: int,
+    compiled: bool = False,
 ) -> dict[str, Any]:
-    """Cached, naive and prefill timings of one prior at one batch size."""
+    """Cached, naive and prefill timings of one prior at one batch size (and the compiled
+    static step's, when asked: its one-off compile falls in `_time`'s warm-up run)."""
     c = prior.config
     generator = torch.Generator().manual_seed(batch)
     cond, prefix = random_conditioning(prior, batch, generator)
@@ -236,7 +238,16 @@ def time_sampling(
     prefill_s = _time(partial(prefill, prior, window, primed, cond), device, repeats)
     cached_tps = _rate(cached_tokens, batch, cached_s)
     naive_tps = _rate(naive_tokens, batch, naive_s)
+    extra = {}
+    if compiled:
+        compiled_s = _time(
+            partial(sample_window, prior, cond, prefix, SETTINGS, generator,
+                    length=known + cached_tokens, step="compiled"),
+            device, repeats,
+        )
+        extra["compiled_tokens_per_second"] = _rate(cached_tokens, batch, compiled_s)
     return {
+        **extra,
         "batch": batch,
         "cached_tokens": cached_tokens,
         "cached_seconds": cached_s,
@@ -277,6 +288,7 @@ def time_render(
     artist: str,
     genre: str,
     lyrics: str = RENDER_LYRICS,
+    compile: bool = False,
 ) -> dict[str, Any]:
     """Wall time of one `generate` through every level of `bundle`, split per level.
 
@@ -285,7 +297,7 @@ def time_render(
     often `generate` reports."""
     import jukelite
 
-    jb = jukelite.load(bundle, device=device)
+    jb = jukelite.load(bundle, device=device, compile=compile)
     last_report: dict[int, float] = {}  # insertion order = the order levels ran in
 
     def progress(level: int, *_: int) -> None:
@@ -317,6 +329,7 @@ def time_render(
         "audio_seconds": audio_seconds,
         "wall_seconds": wall,
         "realtime_factor": wall / audio_seconds,
+        "step": jb.step,
         "levels": levels,
         "decode_seconds": start + wall - previous,
     }
@@ -337,6 +350,7 @@ def bench_sample(args: argparse.Namespace) -> dict[str, Any]:
     if tokens < 1 or naive_tokens < 1:
         raise ValueError(f"--tokens and --naive-tokens must be >= 1, got {tokens}, {naive_tokens}")
     render = getattr(args, "render", True)
+    compiled = bool(getattr(args, "compile", False))
     seconds = float(_option(args, "seconds"))
     if render and not seconds > 0:
         raise ValueError(f"--seconds must be > 0, got {seconds}")
@@ -362,14 +376,16 @@ def bench_sample(args: argparse.Namespace) -> dict[str, Any]:
                     **describe_prior(case),
                     "batches": {
                         str(batch): time_sampling(case.prior, batch, tokens, naive_tokens,
-                                                  case.hop_fraction, device, args.repeats)
+                                                  case.hop_fraction, device, args.repeats,
+                                                  compiled)
                         for batch in batches
                     },
                 }
                 del case  # the generator's next prior loads after this one is released
             results["shapes"][name] = {"levels": levels}
         if render:
-            results["render"] = time_render(bundle, seconds, device, ARTISTS[0], GENRES[0])
+            results["render"] = time_render(bundle, seconds, device, ARTISTS[0], GENRES[0],
+                                            compile=compiled)
     sample_table(results)
     return results
 
@@ -392,10 +408,12 @@ def sample_table(results: dict[str, Any]) -> None:
         for level, entry in shape["levels"].items():
             for batch, r in entry["batches"].items():
                 prefill_ms = f"{r['prefill_seconds'] * 1e3:.1f} ({r['prefill_tokens']})"
+                compiled = r.get("compiled_tokens_per_second")
                 out(
                     f"{name:>7} {level:>5} {batch:>5} {entry['n_ctx']:>6} "
                     f"{r['cached_tokens_per_second']:>12.1f} {r['naive_tokens_per_second']:>11.2f} "
                     f"{r['speedup']:>7.1f}x {prefill_ms:>20}"
+                    + ("" if compiled is None else f"  compiled {compiled:.1f} tok/s")
                 )
     render = results["render"]
     if render is None:
