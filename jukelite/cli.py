@@ -146,9 +146,21 @@ def cmd_data_index(args: argparse.Namespace) -> int:
 def cmd_data_synth(args: argparse.Namespace) -> int:
     from jukelite.data.synth import write_synth_dataset
 
-    manifest = write_synth_dataset(
-        Path(args.directory), args.songs, args.seconds, sample_rate=args.sample_rate, seed=args.seed
-    )
+    # The folder may be given either way (the issue and older scripts differ), but only once.
+    if (args.directory is None) == (args.out is None):
+        raise UsageError(
+            "give the output folder once: either as DIR or as --out DIR"
+            if args.directory is None
+            else f"the output folder is given twice ({args.directory} and --out {args.out})"
+        )
+    directory = Path(args.directory if args.directory is not None else args.out)
+    try:
+        manifest = write_synth_dataset(
+            directory, args.songs, args.seconds, sample_rate=args.sample_rate, seed=args.seed,
+            channels=2 if args.stereo else 1,
+        )
+    except ValueError as exc:  # a count, length or rate the generator refuses
+        raise UsageError(str(exc)) from exc
     print(f"wrote {args.songs} songs and {manifest}")
     return 0
 
@@ -205,6 +217,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a flag value the benchmark cannot use
         raise UsageError(str(exc)) from exc
     _print_json(results)
+    return 0
+
+
+# ---------------------------------------------------------------------- eval
+def cmd_eval_conditioning(args: argparse.Namespace) -> int:
+    from jukelite.evaluation import ConditioningEvalError, evaluate_conditioning, format_table
+    from jukelite.fileio import write_json_atomic
+
+    def progress(message: str) -> None:
+        if not args.quiet:
+            print(message, file=sys.stderr, flush=True)
+
+    try:
+        report = evaluate_conditioning(
+            args.model, quick=args.quick, seed=args.seed, progress=progress,
+            seconds=args.seconds, device=args.device, levels=args.levels,
+        )
+    except ConditioningEvalError as exc:  # a bundle or length the demo songs cannot score
+        raise UsageError(str(exc)) from exc
+    if args.output:
+        write_json_atomic(args.output, report)
+    _print_json(report)
+    print(format_table(report), file=sys.stderr)
     return 0
 
 
@@ -305,13 +340,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = data.add_parser(
         "synth",
         help="write procedural demo songs and their manifest",
-        description="Generate tone/chord songs (no downloads needed) for trying the toolkit.",
+        description="Generate procedural songs with a formant-synthesised singer (no downloads "
+        "needed) for trying the toolkit: 4 genres, 5 artists' voices, lyrics with exact word "
+        "timings in the manifest. The same seed always writes the same songs.",
     )
-    p.add_argument("directory")
-    p.add_argument("--songs", type=int, default=8)
-    p.add_argument("--seconds", type=float, default=6.0)
-    p.add_argument("--sample-rate", type=int, default=22050)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("directory", nargs="?", metavar="DIR", help="output folder (or use --out)")
+    p.add_argument("--out", metavar="DIR", help="output folder, instead of the positional DIR")
+    p.add_argument("--songs", type=int, default=8, help="number of songs (default 8)")
+    p.add_argument("--seconds", type=float, default=6.0, help="length of each song (default 6)")
+    p.add_argument("--sample-rate", type=int, default=22050, help="Hz (default 22050)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the whole set (default 0)")
+    p.add_argument("--stereo", action="store_true", help="write two channels (default mono)")
     p.set_defaults(func=cmd_data_synth)
 
     p = sub.add_parser(
@@ -335,6 +374,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_bench_arguments(p)
     p.set_defaults(func=cmd_bench)
+
+    evaluation = sub.add_parser("eval", help="evaluate a trained bundle").add_subparsers(
+        dest="eval_command", required=True, metavar="COMMAND"
+    )
+    p = evaluation.add_parser(
+        "conditioning",
+        help="do generated songs carry the artist, genre and lyrics asked for?",
+        description="Train artist and genre classifiers and a lyrics recognizer on demo songs, "
+        "then score songs the bundle generates for each artist and genre it shares with the "
+        "demo songs (model), fresh demo songs (ceiling) and the generated songs against "
+        "shuffled requests (floor). Prints JSON on stdout and a table on stderr.",
+    )
+    p.add_argument("--model", metavar="BUNDLE",
+                   help="model bundle directory (default: the bundled demo model)")
+    p.add_argument("--quick", action="store_true",
+                   help="fewer, shorter songs and less scorer training: a smoke test")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="length of every clip (default 4, 2 with --quick, kept inside the "
+                   "model's timing range)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every song, model and sample")
+    p.add_argument("--levels", default="all", metavar="top|all|L",
+                   help="sample down to this level (default all; 'top' is faster, coarser)")
+    p.add_argument("-o", "--output", metavar="FILE", help="also write the JSON report here")
+    p.add_argument("--device", default="cpu", help="torch device for sampling (the scorers "
+                   "train on the CPU)")
+    p.add_argument("--quiet", action="store_true", help="no progress messages")
+    p.set_defaults(func=cmd_eval_conditioning)
     return parser
 
 

@@ -88,16 +88,17 @@ def test_top_prior_uses_its_labels(labelled_manifest, trained_vqvae, tmp_path):
     batches = list(DataLoader(PriorTask(recipe).valid_dataset(), batch_size=8))
     true_bits = bits_per_position(prior, batches)
     swapped_bits = bits_per_position(prior, batches, swap)
-    # Labels matter most before the context reveals the style: measured over the first 8 tokens
-    # of each window 6.28 bits with true labels vs 6.50 swapped; over whole windows 6.010 vs 6.031.
-    assert true_bits[:, :8].mean() < swapped_bits[:, :8].mean() - 0.1
+    # Labels matter most before the context reveals the style, above all for the first token of
+    # a window, which only the labels and timing predict: with the sung synth songs 6.0-6.5 bits
+    # with the true labels vs 9.2-10.6 swapped (over the first 8 tokens 6.20 vs 6.28).
+    assert true_bits[:, 0].mean() < swapped_bits[:, 0].mean() - 1.0
     assert true_bits.mean() < swapped_bits.mean()
 
 
 def test_upsampler_beats_an_unconditioned_prior_of_the_same_size(
     labelled_manifest, trained_vqvae, tmp_path
 ):
-    quick = ("train.steps=400", "train.eval_every=400", "train.save_every=400", "model.n_ctx=256",
+    quick = ("train.steps=800", "train.eval_every=800", "train.save_every=800", "model.n_ctx=256",
              "model.blocks=8")
     upsampler = train_recipe(prior_recipe("mid", labelled_manifest, trained_vqvae,
                                           tmp_path / "up", *quick))
