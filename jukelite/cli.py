@@ -168,8 +168,9 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- info, bench
 def cmd_info(args: argparse.Namespace) -> int:
     from jukelite.bundle import describe
+    from jukelite.demo_model import demo_bundle_path
 
-    info = describe(args.bundle)
+    info = describe(args.bundle or demo_bundle_path())
     if args.json:
         _print_json(info)
         return 0
@@ -191,8 +192,12 @@ def cmd_info(args: argparse.Namespace) -> int:
         )
     priors = info["priors"]
     print(f"priors: {', '.join(sorted(priors)) if priors else 'none yet'}")
-    for name, size in info["vocabularies"].items():
-        print(f"{name}: {size} entries")
+    if info["artists"]:
+        print(f"artists ({len(info['artists'])}): {', '.join(info['artists'])}")
+        print(f"genre words ({len(info['genres'])}): {', '.join(info['genres'])}")
+    if info["lyric_characters"]:
+        print(f"lyric characters ({len(info['lyric_characters'])}): "
+              f"{info['lyric_characters']!r}")
     for level, prior in sorted(priors.items()):
         bits = prior.get("metrics", {}).get("music_bits_per_token")
         steps = prior.get("provenance", {}).get("steps")
@@ -206,6 +211,22 @@ def cmd_info(args: argparse.Namespace) -> int:
             f"(sha256 {str(prov.get('data_manifest_sha256'))[:12]}), saved {prov.get('saved_at')}, "
             f"torch {versions.get('torch')}"
         )
+    return 0
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from jukelite.bundle import pack_bundle
+
+    notes = {}
+    for note in args.note:
+        key, sep, value = note.partition("=")
+        if not (sep and key):
+            raise UsageError(f"--note expects KEY=VALUE, got {note!r}")
+        notes[key] = value
+    manifest = pack_bundle(args.source, args.target, args.dtype, notes)
+    size = sum(p.stat().st_size for p in Path(args.target).glob("*.safetensors"))
+    levels = f"{len(manifest['vqvae'])} VQ-VAE levels, {len(manifest['priors'])} priors"
+    print(f"wrote {args.target}: {levels}, {size / 1e6:.1f} MB of {args.dtype} weights")
     return 0
 
 
@@ -363,9 +384,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("info", help="describe a model bundle")
-    p.add_argument("bundle")
+    p.add_argument("bundle", nargs="?", help="bundle directory (default: the demo model)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser(
+        "pack",
+        help="copy a bundle with smaller (float16) weights, for shipping",
+        description="Copy a bundle with every weight stored as --dtype (loading casts back to "
+        "float32) and record the packing, plus any --note, under 'packed' in jukelite.json.",
+    )
+    p.add_argument("source", help="trained bundle directory")
+    p.add_argument("target", help="new bundle directory (must not exist)")
+    p.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
+    p.add_argument("--note", action="append", default=[], metavar="KEY=VALUE",
+                   help="add KEY=VALUE to the packing record (e.g. how the data was made)")
+    p.set_defaults(func=cmd_pack)
 
     p = sub.add_parser(
         "bench",

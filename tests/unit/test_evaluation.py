@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from jukelite import demo_model
 from jukelite.bundle import save_prior_level
 from jukelite.cli import EXIT_USAGE, main
 from jukelite.data.labels import LabelVocabulary
@@ -274,6 +275,10 @@ def test_cli_exit_code_2_for_unusable_options(tmp_path, make_bundle, capsys, ext
     assert code == EXIT_USAGE and message in stderr
 
 
-def test_cli_without_a_model_says_no_demo_model_is_bundled(capsys):
+def test_cli_without_a_model_and_no_demo_installed_says_where_it_looked(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(demo_model, "demo_bundle_candidates", lambda: [tmp_path / "nowhere"])
     assert main(["eval", "conditioning", "--quick"]) == EXIT_USAGE
-    assert "no demo model is bundled" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "the demo model is not installed" in error and str(tmp_path / "nowhere") in error
