@@ -166,6 +166,14 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- info, bench
+def _training_time(provenance: dict) -> str:
+    """' (12.3 min, cpu: ...)' when the bundle recorded it (bundles trained since issue 5)."""
+    seconds = provenance.get("train_seconds")
+    if seconds is None:
+        return ""
+    return f" ({seconds / 60:.1f} min, {provenance.get('device', '?')})"
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from jukelite.bundle import describe
     from jukelite.demo_model import demo_bundle_path
@@ -200,14 +208,16 @@ def cmd_info(args: argparse.Namespace) -> int:
               f"{info['lyric_characters']!r}")
     for level, prior in sorted(priors.items()):
         bits = prior.get("metrics", {}).get("music_bits_per_token")
-        steps = prior.get("provenance", {}).get("steps")
+        provenance = prior.get("provenance", {})
         shown = "-" if bits is None else f"{bits:.3f}"
-        print(f"prior level {level}: {prior['parameters']:,} parameters, {steps} steps, "
+        print(f"prior level {level}: {prior['parameters']:,} parameters, "
+              f"{provenance.get('steps')} steps{_training_time(provenance)}, "
               f"validation {shown} bits per token")
     for level, prov in info["provenance"].items():
         versions = prov.get("versions", {})
         print(
-            f"level {level}: trained {prov.get('steps')} steps on {prov.get('data_manifest')} "
+            f"level {level}: trained {prov.get('steps')} steps{_training_time(prov)} on "
+            f"{prov.get('data_manifest')} "
             f"(sha256 {str(prov.get('data_manifest_sha256'))[:12]}), saved {prov.get('saved_at')}, "
             f"torch {versions.get('torch')}"
         )

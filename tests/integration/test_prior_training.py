@@ -114,6 +114,6 @@ def test_upsampler_predicts_from_the_codes_of_the_level_above(
     batches = list(DataLoader(PriorTask(recipe).valid_dataset(), batch_size=8))
     true_bits = bits_per_position(prior, batches).mean()
     other_bits = bits_per_position(prior, batches, upper_shift=1).mean()
-    print("UPPER", true_bits.item(), other_bits.item())
-    # With each window's own level-2 codes vs those of the next window in the batch:
+    # Each window's own level-2 codes vs those of the next window in the batch: measured 5.70 vs
+    # 9.78 bits per token (an upsampler ignoring the codes above scores the same either way).
     assert true_bits < other_bits - 1.0
