@@ -37,6 +37,7 @@ from jukelite.bundle import (
 )
 from jukelite.data.labels import LabelVocabulary, label_vector
 from jukelite.data.lyrics import LyricsTokenizer, lyric_window
+from jukelite.demo_model import demo_bundle_path
 from jukelite.prior.model import LevelPrior, PriorConfig
 from jukelite.sampling import SamplingSettings, sample_level
 from jukelite.song import (
@@ -530,7 +531,7 @@ def load(
     path: str | Path | None = None, device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None, compile: bool = False,
 ) -> Jukebox:
-    """A bundle ready for sampling (`path`; the bundled demo model arrives with issue 5)."""
+    """A bundle ready for sampling: `path`, or the shipped demo model when no path is given."""
     if path is None:
-        raise BundleError("no demo model is bundled yet: pass the path of a trained bundle")
+        path = demo_bundle_path()
     return Jukebox(path, device, dtype, compile)

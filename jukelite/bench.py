@@ -15,7 +15,6 @@ the chosen device (CUDA timings synchronise before reading the clock).
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -25,7 +24,7 @@ from typing import Any
 
 import torch
 
-from jukelite.bundle import load_vqvae_level, vqvae_levels
+from jukelite.bundle import device_name, load_vqvae_level, vqvae_levels
 from jukelite.vqvae.config import VQVAEConfig
 from jukelite.vqvae.model import LevelVQVAE, count_parameters
 
@@ -258,22 +257,10 @@ def _table(results: dict[str, Any]) -> None:
         )
 
 
-def _cpu_name() -> str:
-    """The CPU model (platform.processor() is empty on most Linux systems)."""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _environment(device: torch.device) -> dict[str, Any]:
     return {
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+        "device_name": device_name(device),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }

@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import platform
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,6 +49,20 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's or the CPU's model name (platform.processor() is empty on most Linux systems)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def file_sha256(path: str | Path) -> str:
@@ -167,6 +182,8 @@ def _read_level(
         state = load_file(str(weights), device="cpu")
     except Exception as exc:  # safetensors raises several error types for corrupt files
         raise BundleError(f"{weights}: cannot be read as safetensors ({exc})") from exc
+    # Packed bundles may store float16; models are built and run in float32 (cast later on demand).
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     return entry, state, weights
 
 
@@ -232,6 +249,9 @@ def describe(bundle: str | Path) -> dict[str, Any]:
         "vqvae": levels,
         "priors": manifest.get("priors", {}),
         "vocabularies": _vocabulary_sizes(manifest),
+        "artists": (manifest.get("labels") or {}).get("artists", [])[1:],  # id 0 is "unknown"
+        "genres": (manifest.get("labels") or {}).get("genres", [])[1:],
+        "lyric_characters": "".join((manifest.get("lyrics") or {}).get("chars", [])),
         "size_bytes": size,
         "provenance": {
             level["level"]: manifest["vqvae"][str(level["level"])].get("provenance", {})
@@ -306,3 +326,47 @@ def load_prior_level(bundle: str | Path, level: int, device: str | torch.device 
     if not config.merged_decoder:
         model.x_out.weight = model.embedding.x_emb.weight
     return model.to(device).eval()
+
+
+PACK_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def pack_bundle(
+    source: str | Path, target: str | Path, dtype: str = "float16",
+    notes: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Copy a bundle with its weights stored as `dtype` (half the size in float16; loading casts
+    back to float32), recording the packing and `notes` under "packed" in `jukelite.json`.
+
+    The target is written in a temporary directory and renamed into place, so it is either
+    complete or absent. Returns the new manifest.
+    """
+    if dtype not in PACK_DTYPES:
+        raise BundleError(f"pack dtype must be one of {sorted(PACK_DTYPES)}, got {dtype!r}")
+    source, target = Path(source), Path(target)
+    manifest = read_manifest(source)
+    if target.exists():
+        raise BundleError(f"{target} already exists: remove it or choose another target")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.packing")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir()
+    for section in ("vqvae", "priors"):
+        for entry in manifest[section].values():
+            state = load_file(str(source / entry["file"]), device="cpu")
+            state = {
+                k: v.to(PACK_DTYPES[dtype]) if v.is_floating_point() else v
+                for k, v in state.items()
+            }
+            save_file(state, str(staging / entry["file"]), metadata={"packed_dtype": dtype})
+            entry["sha256"] = file_sha256(staging / entry["file"])
+    manifest["packed"] = {
+        "from": str(source),
+        "dtype": dtype,
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **(notes or {}),
+    }
+    write_json_atomic(staging / MANIFEST_NAME, manifest)
+    staging.rename(target)
+    return manifest

@@ -146,18 +146,39 @@ def cmd_data_index(args: argparse.Namespace) -> int:
 def cmd_data_synth(args: argparse.Namespace) -> int:
     from jukelite.data.synth import write_synth_dataset
 
-    manifest = write_synth_dataset(
-        Path(args.directory), args.songs, args.seconds, sample_rate=args.sample_rate, seed=args.seed
-    )
+    # The folder may be given either way (the issue and older scripts differ), but only once.
+    if (args.directory is None) == (args.out is None):
+        raise UsageError(
+            "give the output folder once: either as DIR or as --out DIR"
+            if args.directory is None
+            else f"the output folder is given twice ({args.directory} and --out {args.out})"
+        )
+    directory = Path(args.directory if args.directory is not None else args.out)
+    try:
+        manifest = write_synth_dataset(
+            directory, args.songs, args.seconds, sample_rate=args.sample_rate, seed=args.seed,
+            channels=2 if args.stereo else 1,
+        )
+    except ValueError as exc:  # a count, length or rate the generator refuses
+        raise UsageError(str(exc)) from exc
     print(f"wrote {args.songs} songs and {manifest}")
     return 0
 
 
 # ---------------------------------------------------------------------- info, bench
+def _training_time(provenance: dict) -> str:
+    """' (12.3 min, cpu: ...)' when the bundle recorded it (bundles trained since issue 5)."""
+    seconds = provenance.get("train_seconds")
+    if seconds is None:
+        return ""
+    return f" ({seconds / 60:.1f} min, {provenance.get('device', '?')})"
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from jukelite.bundle import describe
+    from jukelite.demo_model import demo_bundle_path
 
-    info = describe(args.bundle)
+    info = describe(args.bundle or demo_bundle_path())
     if args.json:
         _print_json(info)
         return 0
@@ -179,21 +200,43 @@ def cmd_info(args: argparse.Namespace) -> int:
         )
     priors = info["priors"]
     print(f"priors: {', '.join(sorted(priors)) if priors else 'none yet'}")
-    for name, size in info["vocabularies"].items():
-        print(f"{name}: {size} entries")
+    if info["artists"]:
+        print(f"artists ({len(info['artists'])}): {', '.join(info['artists'])}")
+        print(f"genre words ({len(info['genres'])}): {', '.join(info['genres'])}")
+    if info["lyric_characters"]:
+        print(f"lyric characters ({len(info['lyric_characters'])}): "
+              f"{info['lyric_characters']!r}")
     for level, prior in sorted(priors.items()):
         bits = prior.get("metrics", {}).get("music_bits_per_token")
-        steps = prior.get("provenance", {}).get("steps")
+        provenance = prior.get("provenance", {})
         shown = "-" if bits is None else f"{bits:.3f}"
-        print(f"prior level {level}: {prior['parameters']:,} parameters, {steps} steps, "
+        print(f"prior level {level}: {prior['parameters']:,} parameters, "
+              f"{provenance.get('steps')} steps{_training_time(provenance)}, "
               f"validation {shown} bits per token")
     for level, prov in info["provenance"].items():
         versions = prov.get("versions", {})
         print(
-            f"level {level}: trained {prov.get('steps')} steps on {prov.get('data_manifest')} "
+            f"level {level}: trained {prov.get('steps')} steps{_training_time(prov)} on "
+            f"{prov.get('data_manifest')} "
             f"(sha256 {str(prov.get('data_manifest_sha256'))[:12]}), saved {prov.get('saved_at')}, "
             f"torch {versions.get('torch')}"
         )
+    return 0
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from jukelite.bundle import pack_bundle
+
+    notes = {}
+    for note in args.note:
+        key, sep, value = note.partition("=")
+        if not (sep and key):
+            raise UsageError(f"--note expects KEY=VALUE, got {note!r}")
+        notes[key] = value
+    manifest = pack_bundle(args.source, args.target, args.dtype, notes)
+    size = sum(p.stat().st_size for p in Path(args.target).glob("*.safetensors"))
+    levels = f"{len(manifest['vqvae'])} VQ-VAE levels, {len(manifest['priors'])} priors"
+    print(f"wrote {args.target}: {levels}, {size / 1e6:.1f} MB of {args.dtype} weights")
     return 0
 
 
@@ -205,6 +248,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a flag value the benchmark cannot use
         raise UsageError(str(exc)) from exc
     _print_json(results)
+    return 0
+
+
+# ---------------------------------------------------------------------- eval
+def cmd_eval_conditioning(args: argparse.Namespace) -> int:
+    from jukelite.evaluation import ConditioningEvalError, evaluate_conditioning, format_table
+    from jukelite.fileio import write_json_atomic
+
+    def progress(message: str) -> None:
+        if not args.quiet:
+            print(message, file=sys.stderr, flush=True)
+
+    try:
+        report = evaluate_conditioning(
+            args.model, quick=args.quick, seed=args.seed, progress=progress,
+            seconds=args.seconds, device=args.device, levels=args.levels,
+        )
+    except ConditioningEvalError as exc:  # a bundle or length the demo songs cannot score
+        raise UsageError(str(exc)) from exc
+    if args.output:
+        write_json_atomic(args.output, report)
+    _print_json(report)
+    print(format_table(report), file=sys.stderr)
     return 0
 
 
@@ -305,13 +371,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = data.add_parser(
         "synth",
         help="write procedural demo songs and their manifest",
-        description="Generate tone/chord songs (no downloads needed) for trying the toolkit.",
+        description="Generate procedural songs with a formant-synthesised singer (no downloads "
+        "needed) for trying the toolkit: 4 genres, 5 artists' voices, lyrics with exact word "
+        "timings in the manifest. The same seed always writes the same songs.",
     )
-    p.add_argument("directory")
-    p.add_argument("--songs", type=int, default=8)
-    p.add_argument("--seconds", type=float, default=6.0)
-    p.add_argument("--sample-rate", type=int, default=22050)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("directory", nargs="?", metavar="DIR", help="output folder (or use --out)")
+    p.add_argument("--out", metavar="DIR", help="output folder, instead of the positional DIR")
+    p.add_argument("--songs", type=int, default=8, help="number of songs (default 8)")
+    p.add_argument("--seconds", type=float, default=6.0, help="length of each song (default 6)")
+    p.add_argument("--sample-rate", type=int, default=22050, help="Hz (default 22050)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the whole set (default 0)")
+    p.add_argument("--stereo", action="store_true", help="write two channels (default mono)")
     p.set_defaults(func=cmd_data_synth)
 
     p = sub.add_parser(
@@ -324,9 +394,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("info", help="describe a model bundle")
-    p.add_argument("bundle")
+    p.add_argument("bundle", nargs="?", help="bundle directory (default: the demo model)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser(
+        "pack",
+        help="copy a bundle with smaller (float16) weights, for shipping",
+        description="Copy a bundle with every weight stored as --dtype (loading casts back to "
+        "float32) and record the packing, plus any --note, under 'packed' in jukelite.json.",
+    )
+    p.add_argument("source", help="trained bundle directory")
+    p.add_argument("target", help="new bundle directory (must not exist)")
+    p.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
+    p.add_argument("--note", action="append", default=[], metavar="KEY=VALUE",
+                   help="add KEY=VALUE to the packing record (e.g. how the data was made)")
+    p.set_defaults(func=cmd_pack)
 
     p = sub.add_parser(
         "bench",
@@ -335,6 +418,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_bench_arguments(p)
     p.set_defaults(func=cmd_bench)
+
+    evaluation = sub.add_parser("eval", help="evaluate a trained bundle").add_subparsers(
+        dest="eval_command", required=True, metavar="COMMAND"
+    )
+    p = evaluation.add_parser(
+        "conditioning",
+        help="do generated songs carry the artist, genre and lyrics asked for?",
+        description="Train artist and genre classifiers and a lyrics recognizer on demo songs, "
+        "then score songs the bundle generates for each artist and genre it shares with the "
+        "demo songs (model), fresh demo songs (ceiling) and the generated songs against "
+        "shuffled requests (floor). Prints JSON on stdout and a table on stderr.",
+    )
+    p.add_argument("--model", metavar="BUNDLE",
+                   help="model bundle directory (default: the bundled demo model)")
+    p.add_argument("--quick", action="store_true",
+                   help="fewer, shorter songs and less scorer training: a smoke test")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="length of every clip (default 4, 2 with --quick, kept inside the "
+                   "model's timing range)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every song, model and sample")
+    p.add_argument("--levels", default="all", metavar="top|all|L",
+                   help="sample down to this level (default all; 'top' is faster, coarser)")
+    p.add_argument("-o", "--output", metavar="FILE", help="also write the JSON report here")
+    p.add_argument("--device", default="cpu", help="torch device for sampling (the scorers "
+                   "train on the CPU)")
+    p.add_argument("--quiet", action="store_true", help="no progress messages")
+    p.set_defaults(func=cmd_eval_conditioning)
     return parser
 
 

@@ -186,6 +186,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         jb = load(args.model, args.device, dtype, args.compile)
+        if args.model is None and not args.quiet:
+            print(f"model: the demo model in {jb.bundle} (`jukelite info` lists its artists and "
+                  "genres)", file=sys.stderr)
         try:
             if args.resume:
                 song = jb.resume(args.resume, levels=args.levels, progress=bars)

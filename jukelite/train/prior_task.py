@@ -83,6 +83,7 @@ class PriorTask:
 
     def __init__(self, recipe: PriorRecipe):
         self.recipe = recipe
+        self.run_info: dict[str, Any] = {}
         self.name = f"prior level {recipe.level}"
         self.manifest_path = Path(recipe.data.manifest)
         self.num_workers = recipe.data.num_workers
@@ -239,6 +240,7 @@ class PriorTask:
             "valid_songs": len(self.valid_entries),
             "weights": "ema" if self.recipe.train.ema_decay else "raw",
             "versions": package_versions(),
+            **self.run_info,
         }
         save_prior_level(
             self.recipe.output.bundle, _unwrap(model), vocabularies, provenance, metrics

@@ -27,6 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from jukelite.bundle import device_name
 from jukelite.recipes import TrainSection
 from jukelite.train.checkpoint import (
     capture_rng_state,
@@ -44,6 +45,7 @@ class TrainingTask(Protocol):
     """What the trainer needs to know about the thing being trained."""
 
     model: nn.Module
+    run_info: dict[str, Any]  # set by the trainer before export: training time, device
 
     def train_dataset(self) -> Dataset: ...
 
@@ -114,6 +116,7 @@ class Trainer:
         self.recipe = recipe or {}
         self.step = 0
         self.data_position = 0
+        self.train_seconds = 0.0  # wall time spent in training steps, summed over resumes
         self.callbacks: list[Callable[[Trainer], None]] = []
         self.writer: Any = None  # TensorBoard, on rank 0 while fit() runs
         self._stop_requested = False
@@ -188,6 +191,7 @@ class Trainer:
     def _state(self) -> dict[str, Any]:
         return {
             "data_position": self.data_position,
+            "train_seconds": self.train_seconds,
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None,
             "optimizer": self.optimizer.state_dict(),
@@ -209,6 +213,7 @@ class Trainer:
         restore_rng_state(state["rng"])
         self.step = int(state["step"])
         self.data_position = int(state["data_position"])
+        self.train_seconds = float(state.get("train_seconds", 0.0))
         if state.get("world_size", 1) != self.ctx.world_size and self.ctx.is_main:
             tqdm.write(
                 f"note: {path} was written with {state.get('world_size')} processes, "
@@ -287,6 +292,13 @@ class Trainer:
     def export(self, metrics: dict[str, float]) -> None:
         if self.ctx.is_main:
             self.model.eval()
+            # What the bundle records about how its weights were made (tasks read it on export).
+            self.task.run_info = {
+                "train_seconds": round(self.train_seconds, 1),
+                "device": f"{self.ctx.device.type}: {device_name(self.ctx.device)}",
+                "threads": torch.get_num_threads(),
+                "world_size": self.ctx.world_size,
+            }
             with self._eval_context():
                 self.task.export(self.model, self.step, metrics)
             self.model.train()
@@ -342,7 +354,9 @@ class Trainer:
         try:
             window_start, window_items = time.perf_counter(), 0
             while self.step < cfg.steps and not self._stop_requested:
+                step_start = time.perf_counter()
                 step_metrics, grad_norm, items = self._train_step(batches)
+                self.train_seconds += time.perf_counter() - step_start
                 self.step += 1
                 self.data_position += items * ctx.world_size
                 window_items += items * ctx.world_size

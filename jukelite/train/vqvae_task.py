@@ -28,6 +28,7 @@ class VQVAETask:
 
     def __init__(self, recipe: VQVAERecipe):
         self.recipe = recipe
+        self.run_info: dict[str, Any] = {}
         data = recipe.data
         self.name = (
             f"vqvae {recipe.level if recipe.level == 'all' else 'level ' + str(recipe.level)}"
@@ -145,6 +146,7 @@ class VQVAETask:
             "valid_songs": len(self.valid_entries),
             "weights": "ema" if self.recipe.train.ema_decay else "raw",
             "versions": package_versions(),
+            **self.run_info,
         }
 
     def export(self, model: nn.Module, step: int, metrics: dict[str, float]) -> None:

@@ -39,6 +39,8 @@ def test_bundle_holds_every_level_with_metrics(trained):
     for level in range(3):
         entry = manifest["vqvae"][str(level)]
         assert entry["provenance"]["steps"] == 300
+        assert entry["provenance"]["train_seconds"] > 0
+        assert entry["provenance"]["device"].startswith("cpu: ")
         assert entry["metrics"]["spectral_convergence_db"] == pytest.approx(
             metrics[f"level_{level}/spectral_convergence_db"]
         )

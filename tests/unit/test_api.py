@@ -59,8 +59,7 @@ def test_bad_requests_are_clear(complete_bundle, tmp_path, make_bundle):
         jb.generate(artist="Ada", genre="rock", seconds=20.0)
     with pytest.raises(BundleError, match="no prior for level"):
         jukelite.load(make_bundle(tmp_path / "vqvae_only"))
-    with pytest.raises(BundleError, match="no demo model"):
-        jukelite.load()
+
 
 
 def test_continuing_a_song_keeps_the_prompt_codes_at_every_level(complete_bundle):

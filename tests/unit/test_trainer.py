@@ -137,3 +137,17 @@ def test_rate_of_warmup_is_linear(tmp_path):
     trainer, _, _ = train(tmp_path, steps=2, warmup=4, lr=1.0)
     assert trainer.scheduler.get_last_lr()[0] == pytest.approx(3 / 4)
     assert math.isfinite(float(trainer.model.weight.detach().sum()))
+
+
+def test_training_time_is_recorded_and_carried_over_a_resume(tmp_path):
+    trainer, task, _ = train(tmp_path, steps=4, save_every=2)
+    first = trainer.train_seconds
+    assert first > 0
+    assert task.run_info["train_seconds"] == round(first, 1)
+    assert task.run_info["device"].startswith("cpu: ") and task.run_info["world_size"] == 1
+    config = TrainSection(steps=6, batch_size=4, lr=0.1, warmup=0, save_every=2, eval_every=100,
+                          progress=False)
+    resumed = Trainer(Regression(), config, tmp_path / "run", DistributedContext(), resume=True)
+    assert resumed.train_seconds == pytest.approx(first)
+    resumed.fit()
+    assert resumed.train_seconds > first

@@ -1,0 +1,452 @@
+"""Does a model sing what it is asked to? Artist, genre and lyrics of generated songs, scored.
+
+Three scorers are trained on procedural demo songs (:mod:`jukelite.data.synth`), whose artist,
+genre and word timings are known exactly: an artist classifier, a genre classifier and a CTC
+lyrics recognizer. Their scores are reported three times:
+
+* **ceiling**: on fresh demo songs, i.e. how well the scorers can tell at all;
+* **model**: on songs the bundle generates for each artist and genre of its vocabulary that the
+  demo songs know, with lyrics the recognizer never heard;
+* **floor**: on the same generated songs, but against the conditions of *other* samples (a
+  random permutation, averaged over several), i.e. what a model ignoring its conditioning gets.
+
+A model that follows its conditioning lands near the ceiling, one that ignores it near the floor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from jukelite.data.labels import normalize_label
+from jukelite.data.synth import ARTISTS, GENRES, SynthSong, synth_song
+from jukelite.evaluation.classifiers import (
+    SongClassifier,
+    accuracy,
+    features_of,
+    train_classifier,
+)
+from jukelite.evaluation.recognizer import (
+    UNITS,
+    LyricsRecognizer,
+    character_error_rate,
+    lyric_segments,
+    train_recognizer,
+)
+
+Progress = Callable[[str], None]
+
+# Independent seed streams, so that training, held-out and lyric songs never share a seed.
+_TRAIN, _CEILING, _LYRICS, _GENERATE, _FLOOR = range(1, 6)
+
+
+class ConditioningEvalError(ValueError):
+    """The bundle cannot be evaluated against the demo songs (vocabulary, song length)."""
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How much demo data and training the scorers get and how many songs are generated.
+
+    ``train_songs``/``test_songs`` are spread evenly over the artist x genre grid (at least
+    ``min_per_pair`` each); ``all_pairs=False`` generates only enough pairs to ask for every
+    artist and every genre once (the quick run), otherwise every pair ``samples_per_pair`` times.
+    """
+
+    seconds: float
+    train_songs: int
+    test_songs: int
+    samples_per_pair: int
+    all_pairs: bool
+    classifier_steps: int
+    recognizer_steps: int
+    segment_seconds: float = 1.5
+    units: str = "characters"
+    permutations: int = 20
+    min_per_pair: int = 2
+
+    def __post_init__(self) -> None:
+        for name, least in (("train_songs", 1), ("test_songs", 1), ("samples_per_pair", 1),
+                            ("permutations", 1), ("min_per_pair", 1), ("classifier_steps", 0),
+                            ("recognizer_steps", 0)):
+            if getattr(self, name) < least:
+                raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)}")
+        if not (self.seconds > 0 and self.segment_seconds > 0):
+            raise ValueError("seconds and segment_seconds must be > 0")
+        if self.units not in UNITS:
+            raise ValueError(f"units must be one of {sorted(UNITS)}, got {self.units!r}")
+
+
+QUICK = EvalSettings(seconds=2.0, train_songs=60, test_songs=20, samples_per_pair=1,
+                     all_pairs=False, classifier_steps=300, recognizer_steps=300)
+FULL = EvalSettings(seconds=4.0, train_songs=400, test_songs=60, samples_per_pair=2,
+                    all_pairs=True, classifier_steps=400, recognizer_steps=2000)
+
+
+@dataclass
+class Scorers:
+    """The three trained scorers, all at one sample rate."""
+
+    artist: SongClassifier
+    genre: SongClassifier
+    lyrics: LyricsRecognizer
+
+
+@dataclass
+class Judged:
+    """What the scorers heard in a list of clips, next to what was asked for."""
+
+    artists: list[str]
+    genres: list[str]
+    lyrics: list[str]
+    heard_artists: list[str]
+    heard_genres: list[str]
+    heard_lyrics: list[str]
+
+
+# ---------------------------------------------------------------------------- vocabulary
+def synth_vocabulary(
+    artists: Sequence[str], genres: Sequence[str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The bundle names (normalised) that the demo songs know, mapped to the demo-song names.
+
+    Raises :class:`ConditioningEvalError` naming both vocabularies when no artist or no genre
+    is shared, since then nothing can be scored.
+    """
+    known_artists = {normalize_label(a): a for a in ARTISTS}
+    known_genres = {normalize_label(g): g for g in GENRES}
+    artist_map = {a: known_artists[normalize_label(a)] for a in artists
+                  if normalize_label(a) in known_artists}
+    genre_map = {g: known_genres[normalize_label(g)] for g in genres
+                 if normalize_label(g) in known_genres}
+    for kind, mapping, theirs, ours in (
+        ("artist", artist_map, artists, known_artists),
+        ("genre", genre_map, genres, known_genres),
+    ):
+        if not mapping:
+            shown = [name for name in theirs if name != "unknown"]
+            raise ConditioningEvalError(
+                f"the bundle's vocabulary has no {kind} the demo songs know, so the "
+                f"conditioning cannot be scored: bundle {kind}s {shown or 'none'}; demo-song "
+                f"{kind}s {sorted(ours)} (the evaluation needs a model trained on "
+                "`jukelite data synth` songs)"
+            )
+    return artist_map, genre_map
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """The scorers' tensors are tiny: extra intra-op threads only add overhead, and on a busy
+    machine they spin against each other (a 2-core run measured 8x slower with 2 threads)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _seed(seed: int, stream: int, index: int) -> int:
+    return int(np.random.SeedSequence([seed, stream, index]).generate_state(1)[0])
+
+
+def _grid_songs(
+    pairs: Sequence[tuple[str, str]], n_songs: int, min_per_pair: int, seconds: float,
+    sample_rate: int, seed: int, stream: int,
+) -> list[SynthSong]:
+    per_pair = max(min_per_pair, math.ceil(n_songs / len(pairs)))
+    return [
+        synth_song(_seed(seed, stream, i), seconds, sample_rate, artist=artist, genre=genre)
+        for i, (artist, genre) in enumerate(
+            pair for _ in range(per_pair) for pair in pairs)
+    ]
+
+
+# ---------------------------------------------------------------------------- scorers
+def train_scorers(
+    songs: Sequence[SynthSong],
+    sample_rate: int,
+    seed: int = 0,
+    classifier_steps: int = 300,
+    recognizer_steps: int = 300,
+    segment_seconds: float = 1.5,
+    units: str = "characters",
+    progress: Progress | None = None,
+) -> tuple[Scorers, dict[str, int]]:
+    """Train the artist and genre classifiers and the lyrics recognizer on demo songs.
+
+    The recognizer learns from short spans cut with the word timings and from the whole
+    clips (which is how it is used). Returns the scorers and the training-set sizes.
+    """
+    say = progress or (lambda message: None)
+    say(f"training the artist and genre classifiers on {len(songs)} demo songs")
+    audios = [song.audio for song in songs]
+    features = features_of(audios, sample_rate)
+    artist = train_classifier(features, [s.artist for s in songs], sample_rate, seed,
+                              classifier_steps)
+    genre = train_classifier(features, [s.genre for s in songs], sample_rate, seed + 1,
+                             classifier_steps)
+    examples: list[tuple[np.ndarray, str]] = []
+    for song in songs:
+        examples += lyric_segments(song.audio, sample_rate, song.lyrics_timing, segment_seconds)
+        examples.append((song.audio, song.lyrics))
+    say(f"training the lyrics recognizer: {recognizer_steps} steps on {len(examples)} sung "
+        "spans and clips")
+    lyrics = train_recognizer(examples, sample_rate, seed, recognizer_steps, units=units)
+    return Scorers(artist, genre, lyrics), {"songs": len(songs), "lyric_examples": len(examples)}
+
+
+def judge(
+    scorers: Scorers, audios: Sequence[Any], artists: Sequence[str], genres: Sequence[str],
+    lyrics: Sequence[str],
+) -> Judged:
+    """Run the three scorers over clips whose requested artist, genre and lyrics are given."""
+    features = features_of(audios, scorers.artist.sample_rate)
+    return Judged(
+        list(artists), list(genres), list(lyrics),
+        scorers.artist.predict_features(features),
+        scorers.genre.predict_features(features),
+        scorers.lyrics.transcribe(audios),
+    )
+
+
+def _per_label(heard: Sequence[str], asked: Sequence[str]) -> dict[str, float]:
+    return {
+        label: accuracy([h for h, a in zip(heard, asked, strict=True) if a == label],
+                        [a for a in asked if a == label])
+        for label in sorted(set(asked))
+    }
+
+
+def metrics(judged: Judged, units: str) -> dict[str, Any]:
+    """Accuracies and CER of one judged set, with per-label accuracies."""
+    return {
+        "artist_accuracy": accuracy(judged.heard_artists, judged.artists),
+        "genre_accuracy": accuracy(judged.heard_genres, judged.genres),
+        "lyric_cer": character_error_rate(judged.lyrics, judged.heard_lyrics, units),
+        "clips": len(judged.artists),
+        "per_artist": _per_label(judged.heard_artists, judged.artists),
+        "per_genre": _per_label(judged.heard_genres, judged.genres),
+    }
+
+
+def floor_metrics(judged: Judged, units: str, permutations: int, seed: int) -> dict[str, Any]:
+    """The scores of the same transcripts and labels against shuffled requests (mean of many)."""
+    rng = np.random.default_rng(_seed(seed, _FLOOR, 0))
+    sums = {"artist_accuracy": 0.0, "genre_accuracy": 0.0, "lyric_cer": 0.0}
+    for _ in range(permutations):
+        order = rng.permutation(len(judged.artists))
+        sums["artist_accuracy"] += accuracy(judged.heard_artists,
+                                            [judged.artists[i] for i in order])
+        sums["genre_accuracy"] += accuracy(judged.heard_genres, [judged.genres[i] for i in order])
+        sums["lyric_cer"] += character_error_rate(
+            [judged.lyrics[i] for i in order], judged.heard_lyrics, units)
+    return {**{k: v / permutations for k, v in sums.items()}, "permutations": permutations}
+
+
+# ---------------------------------------------------------------------------- the evaluation
+def _song_samples(jb: Any, seconds: float | None, default: float) -> int:
+    """Song length in samples: whole top-level tokens, inside the top prior's timing range.
+
+    A length the user asked for must fit; the default is moved into the range if needed.
+    """
+    hop, rate = jb.hop_lengths[jb.top_level], jb.sample_rate
+    top = jb.prior_configs[jb.top_level]
+    span = top.timing_range if top.timing else None
+    asked = default if seconds is None else seconds
+    if not (math.isfinite(asked) and asked > 0):
+        raise ConditioningEvalError(f"seconds must be a positive number, got {asked}")
+    if seconds is None and span is not None:
+        asked = min(max(asked, span.min_duration), span.max_duration)
+    total = math.ceil(asked * rate / hop) * hop
+    if span is not None:
+        if seconds is None:
+            while total >= span.max_samples and total > hop:
+                total -= hop
+        try:
+            span.check_total(total)
+        except ValueError as exc:
+            raise ConditioningEvalError(str(exc)) from exc
+    return total
+
+
+def _request_pairs(
+    artists: Sequence[str], genres: Sequence[str], all_pairs: bool
+) -> list[tuple[str, str]]:
+    """Every (artist, genre) pair, or the fewest pairs that still name each of them once."""
+    if all_pairs:
+        return list(itertools.product(artists, genres))
+    n = max(len(artists), len(genres))
+    return [(artists[i % len(artists)], genres[i % len(genres)]) for i in range(n)]
+
+
+def evaluate_conditioning(
+    model: Any = None,
+    quick: bool = False,
+    seed: int = 0,
+    progress: Progress | None = None,
+    seconds: float | None = None,
+    device: str = "cpu",
+    levels: str | int = "all",
+    settings: EvalSettings | None = None,
+) -> dict[str, Any]:
+    """Score how well a bundle follows artist, genre and lyrics; see the module docstring.
+
+    ``model`` is a :class:`jukelite.api.Jukebox`, a bundle path, or None for the bundled demo
+    model. ``settings`` (default :data:`QUICK` or :data:`FULL`) sizes the run; ``seconds``
+    overrides its clip length. Returns a JSON-ready dict with ``model``, ``ceiling``,
+    ``floor`` (each with ``artist_accuracy``, ``genre_accuracy``, ``lyric_cer``), ``settings``,
+    ``samples`` (what was asked and heard per generated clip) and ``timing_s``.
+    """
+    from jukelite.api import Jukebox, load
+
+    def say(message: str) -> None:
+        if progress is not None:
+            progress(message)
+
+    began = time.perf_counter()
+    jb = model if isinstance(model, Jukebox) else load(model, device=device)
+    settings = settings or (QUICK if quick else FULL)
+    artist_map, genre_map = synth_vocabulary(jb.artists, jb.genres)
+    if str(levels) not in ("all", "top", *map(str, jb.levels)):  # fail before any training
+        raise ConditioningEvalError(
+            f"levels must be 'all', 'top' or one of {jb.levels}, got {levels!r}")
+    rate = jb.sample_rate
+    if rate < 4000:
+        raise ConditioningEvalError(f"the demo songs need a sample rate of at least 4000 Hz; "
+                                    f"{jb.bundle} runs at {rate} Hz")
+    total = _song_samples(jb, seconds, settings.seconds)
+    clip_seconds = total / rate
+    synth_pairs = list(itertools.product(artist_map.values(), genre_map.values()))
+    timing: dict[str, float] = {}
+
+    say(f"making demo songs to train the scorers ({len(artist_map)} artists x "
+        f"{len(genre_map)} genres, {clip_seconds:.2f} s at {rate} Hz)")
+    start = time.perf_counter()
+    train = _grid_songs(synth_pairs, settings.train_songs, settings.min_per_pair, clip_seconds,
+                        rate, seed, _TRAIN)
+    with _one_thread():
+        scorers, sizes = train_scorers(train, rate, seed, settings.classifier_steps,
+                                       settings.recognizer_steps, settings.segment_seconds,
+                                       settings.units, progress)
+    timing["train_scorers"] = time.perf_counter() - start
+
+    say("ceiling: scoring held-out demo songs")
+    start = time.perf_counter()
+    held_out = _grid_songs(synth_pairs, settings.test_songs, 1, clip_seconds, rate, seed,
+                           _CEILING)
+    with _one_thread():
+        ceiling = judge(scorers, [s.audio for s in held_out], [s.artist for s in held_out],
+                        [s.genre for s in held_out], [s.lyrics for s in held_out])
+    timing["ceiling"] = time.perf_counter() - start
+
+    lyric_model = any(c.lyrics != "none" for c in jb.prior_configs.values())
+    pairs = _request_pairs(list(artist_map), list(genre_map), settings.all_pairs)
+    audios, asked_artists, asked_genres, asked_lyrics = [], [], [], []
+    start = time.perf_counter()
+    for i, (artist, genre) in enumerate(pairs):
+        say(f"model: generating {settings.samples_per_pair} x {clip_seconds:.2f} s for "
+            f"{artist} / {genre} ({i + 1}/{len(pairs)})")
+        lyrics = synth_song(_seed(seed, _LYRICS, i), clip_seconds, rate,
+                            artist=artist_map[artist], genre=genre_map[genre]).lyrics
+        song = jb.generate(
+            artist=artist, genre=genre, lyrics=lyrics if lyric_model else "",
+            seconds=(total - 0.5) / rate,  # exactly `total` samples, whatever the rounding
+            n_samples=settings.samples_per_pair, seed=_seed(seed, _GENERATE, i), levels=levels,
+        )
+        for clip in song.audio.float().cpu().numpy():
+            audios.append(clip)
+            asked_artists.append(artist_map[artist])
+            asked_genres.append(genre_map[genre])
+            asked_lyrics.append(lyrics)
+    timing["generate"] = time.perf_counter() - start
+
+    say("model: scoring generated songs")
+    start = time.perf_counter()
+    with _one_thread():
+        generated = judge(scorers, audios, asked_artists, asked_genres, asked_lyrics)
+    timing["score"] = time.perf_counter() - start
+    timing["total"] = time.perf_counter() - began
+    units = settings.units
+    return {
+        "model": metrics(generated, units),
+        "ceiling": metrics(ceiling, units),
+        "floor": floor_metrics(generated, units, settings.permutations, seed),
+        "settings": {
+            "bundle": str(jb.bundle),
+            "quick": quick,
+            "seed": seed,
+            "seconds": clip_seconds,
+            "sample_rate": rate,
+            "levels": levels,
+            "lyrics_conditioned": lyric_model,
+            "lyric_units": units,
+            "artists": artist_map,
+            "genres": genre_map,
+            "unscored_artists": [a for a in jb.artists if a != "unknown" and a not in artist_map],
+            "unscored_genres": [g for g in jb.genres if g != "unknown" and g not in genre_map],
+            "pairs": len(pairs),
+            "samples_per_pair": settings.samples_per_pair,
+            "train_songs": sizes["songs"],
+            "train_lyric_examples": sizes["lyric_examples"],
+            "test_songs": len(held_out),
+            "chance": {"artist_accuracy": 1 / len(artist_map),
+                       "genre_accuracy": 1 / len(genre_map)},
+            "run": asdict(replace(settings, seconds=clip_seconds)),
+        },
+        "samples": [
+            {"artist": a, "genre": g, "lyrics": text, "heard_artist": ha, "heard_genre": hg,
+             "heard_lyrics": hl}
+            for a, g, text, ha, hg, hl in zip(
+                generated.artists, generated.genres, generated.lyrics, generated.heard_artists,
+                generated.heard_genres, generated.heard_lyrics, strict=True)
+        ],
+        "timing_s": {k: round(v, 3) for k, v in timing.items()},
+    }
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The report's headline numbers as a small table (floor, model, ceiling)."""
+    s = report["settings"]
+    lines = [
+        f"conditioning of {s['bundle']}: {report['model']['clips']} generated clips of "
+        f"{s['seconds']:.2f} s ({s['pairs']} artist/genre pairs x {s['samples_per_pair']}), "
+        f"scorers trained on {s['train_songs']} demo songs, ceiling on {s['test_songs']}",
+        f"{'metric':<22}{'floor':>8}{'model':>8}{'ceiling':>9}{'chance':>8}",
+    ]
+    rows = [("artist accuracy", "artist_accuracy"), ("genre accuracy", "genre_accuracy"),
+            (f"lyric CER ({s['lyric_units']})", "lyric_cer")]
+    for name, key in rows:
+        chance = s["chance"].get(key)
+        lines.append(
+            f"{name:<22}{report['floor'][key]:>8.3f}{report['model'][key]:>8.3f}"
+            f"{report['ceiling'][key]:>9.3f}{'-' if chance is None else f'{chance:.3f}':>8}"
+        )
+    lines.append("accuracy: higher is better; CER: lower is better"
+                 + ("" if s["lyrics_conditioned"] else " (this model ignores lyrics)"))
+    return "\n".join(lines)
+
+
+__all__ = [
+    "FULL",
+    "QUICK",
+    "ConditioningEvalError",
+    "EvalSettings",
+    "Judged",
+    "Scorers",
+    "evaluate_conditioning",
+    "floor_metrics",
+    "format_table",
+    "judge",
+    "metrics",
+    "synth_vocabulary",
+    "train_scorers",
+]

@@ -1,0 +1,284 @@
+"""Conditioning evaluation: CER, features, scorers that learn, and `jukelite eval conditioning`."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from jukelite import demo_model
+from jukelite.bundle import save_prior_level
+from jukelite.cli import EXIT_USAGE, main
+from jukelite.data.labels import LabelVocabulary
+from jukelite.data.lyrics import LyricsTokenizer
+from jukelite.data.manifest import ManifestEntry
+from jukelite.data.synth import ARTISTS, GENRES, synth_song
+from jukelite.evaluation import conditioning
+from jukelite.evaluation.classifiers import accuracy, features_of, train_classifier
+from jukelite.evaluation.conditioning import (
+    ConditioningEvalError,
+    EvalSettings,
+    evaluate_conditioning,
+    format_table,
+    synth_vocabulary,
+)
+from jukelite.evaluation.features import feature_names, log_mel, song_features
+from jukelite.evaluation.recognizer import (
+    character_error_rate,
+    edit_distance,
+    lyric_segments,
+    to_units,
+    train_recognizer,
+)
+from jukelite.prior.model import LevelPrior, PriorConfig
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+RATE = 8000
+N_CTX = 64  # long windows: fewer window changes per sampled token, so sampling is quick
+# Two clearly different singers and two clearly different genres keep the end-to-end runs small.
+BUNDLE_ARTISTS = ("Nova Lark", "Dusty Static")
+BUNDLE_GENRES = ("ambient", "chiptune")
+# Just enough of everything for the pipeline to run end to end in a few seconds.
+TINY = EvalSettings(seconds=0.25, train_songs=16, test_songs=8, samples_per_pair=2,
+                    all_pairs=False, classifier_steps=100, recognizer_steps=10, permutations=5)
+
+
+def _songs(seed: int, per_pair: int, seconds: float) -> list:
+    pairs = itertools.product(ARTISTS, GENRES)
+    return [synth_song(seed * 1000 + i, seconds, RATE, artist=a, genre=g)
+            for i, (a, g) in enumerate(p for _ in range(per_pair) for p in pairs)]
+
+
+@pytest.fixture(scope="module")
+def demo_songs() -> tuple[list, list]:
+    """A balanced 5 x 4 grid of short 8 kHz demo songs: 3 per pair to train, 2 held out."""
+    return _songs(1, 3, 2.0), _songs(2, 2, 2.0)
+
+
+def _synth_bundle(path: Path, make_bundle, artists=BUNDLE_ARTISTS, genres=BUNDLE_GENRES) -> Path:
+    """The conftest tiny bundle (8 kHz, hops 4 and 8, lyrics encoder), labelled with names the
+    demo songs know, so it can be evaluated end to end in seconds."""
+    make_bundle(path)
+    songs = [ManifestEntry(path=Path(f"{i}.wav"), artist=a, genres=[g])
+             for i, (a, g) in enumerate(itertools.product(artists, genres))]
+    vocabulary = LabelVocabulary.from_entries(songs, max_bow_genre_size=2)
+    shared = dict(bins=16, n_ctx=N_CTX, width=16, depth=2, heads=2, blocks=4, attn_order=2,
+                  artist_bins=vocabulary.n_artists, genre_bins=vocabulary.n_genres,
+                  max_bow_genre_size=2, sample_rate=RATE)
+    lyrics = dict(attn_order=6, depth=4, lyrics="encoder", n_tokens=8, lyrics_width=16,
+                  lyrics_depth=1, lyrics_heads=2, lyrics_blocks=2)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        top = LevelPrior(PriorConfig(level=1, timing=True, t_bins=8, min_duration=0.01,
+                                     max_duration=10.0, **{**shared, **lyrics}))
+        upsampler = LevelPrior(PriorConfig(level=0, upsampler=True, cond_down_t=1,
+                                           cond_stride=2, cond_width=8, cond_depth=1,
+                                           cond_dilation_cycle=1, **shared))
+    for prior in (top, upsampler):
+        save_prior_level(path, prior.eval(), {
+            "labels": vocabulary.to_dict(),
+            "lyrics": LyricsTokenizer().to_dict() if prior is top else None})
+    return path
+
+
+# ----------------------------------------------------------------------------- CER
+@pytest.mark.parametrize(("ref", "hyp", "distance"), [
+    ("kitten", "sitting", 3),
+    ("", "abc", 3),
+    ("abc", "", 3),
+    ("same", "same", 0),
+    ("flaw", "lawn", 2),
+    (["la", "la"], ["la"], 1),
+])
+def test_edit_distance(ref, hyp, distance):
+    assert edit_distance(ref, hyp) == distance
+    assert edit_distance(hyp, ref) == distance
+
+
+def test_character_error_rate_is_total_edits_over_total_reference_length():
+    assert character_error_rate(["abcd"], ["abxd"]) == 0.25
+    assert character_error_rate(["ab", "cdef"], ["", "cdef"]) == pytest.approx(2 / 6)
+    assert character_error_rate(["ab"], ["abab"]) == 1.0  # insertions count: CER can reach 1+
+    assert character_error_rate(["Oh, my\nLove!"], ["oh my love"]) == 0.0
+    assert character_error_rate([""], [""]) == 0.0
+    assert character_error_rate([""], ["ab"]) == 2.0
+
+
+def test_units():
+    assert to_units("  Oh, my\nLOVE-song ") == "oh my love song"
+    assert to_units("bopleend vojung th", "vowels") == "oee ou"
+    assert character_error_rate(["bopleend"], ["boplend"], "vowels") == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="units must be one of"):
+        to_units("a", "phonemes")
+    with pytest.raises(ValueError, match="2 hypotheses for 1 references"):
+        character_error_rate(["a"], ["a", "b"])
+
+
+def test_lyric_segments_are_consecutive_words_cut_between_neighbours():
+    audio = np.arange(100, dtype=np.float32)[None]  # 10 s at 10 Hz: sample i holds i
+    timing = [(0.0, 2.0, "a"), (2.5, 4.0, "b"), (6.0, 9.0, "c")]
+    spans = lyric_segments(audio, 10, timing, max_seconds=4.5, margin=0.5)
+    assert [text for _, text in spans] == ["a b", "b", "c"]
+    assert [(int(a[0, 0]), int(a[0, -1]) + 1) for a, _ in spans] == [(0, 45), (20, 45), (55, 95)]
+
+
+# ----------------------------------------------------------------------------- features
+def test_features_ignore_level_and_channel_layout():
+    song = synth_song(0, 1.0, RATE, genre="rock")
+    mono = song_features(song.audio, RATE)
+    assert mono.shape == (len(feature_names()),)
+    assert torch.isfinite(mono).all()
+    torch.testing.assert_close(song_features(0.1 * song.audio, RATE), mono, atol=1e-3, rtol=1e-3)
+    stereo = np.concatenate([song.audio, song.audio])
+    torch.testing.assert_close(song_features(stereo, RATE), mono)
+    assert log_mel(song.audio, RATE).shape == (101, 40)  # 100 frames per second
+    assert log_mel(torch.zeros(RATE), RATE).shape == (101, 40)  # silence stays finite
+
+
+# ----------------------------------------------------------------------------- scorers
+def test_classifiers_learn_genre_and_artist_from_demo_songs(demo_songs):
+    train, held_out = demo_songs
+    x_train = features_of([s.audio for s in train], RATE)
+    x_test = features_of([s.audio for s in held_out], RATE)
+    for kind, chance, least in (("genre", 1 / len(GENRES), 0.75), ("artist", 1 / len(ARTISTS),
+                                                                     0.5)):
+        model = train_classifier(x_train, [getattr(s, kind) for s in train], RATE, seed=0)
+        again = train_classifier(x_train, [getattr(s, kind) for s in train], RATE, seed=0)
+        predicted = model.predict_features(x_test)
+        assert predicted == again.predict_features(x_test)  # same seed, same model
+        score = accuracy(predicted, [getattr(s, kind) for s in held_out])
+        assert score > least > 2 * chance, (kind, score)
+    assert model.predict([held_out[0].audio]) == predicted[:1]
+
+
+def test_recognizer_learns_the_sung_words(demo_songs):
+    train, _ = demo_songs
+    examples = [seg for song in train[:4]
+                for seg in lyric_segments(song.audio, RATE, song.lyrics_timing, max_seconds=1.0)]
+    audios, texts = [a for a, _ in examples], [t for _, t in examples]
+    small = dict(batch_size=4, width=32, lr=1e-2)
+    untrained = train_recognizer(examples, RATE, seed=0, steps=0, **small)
+    trained = train_recognizer(examples, RATE, seed=0, steps=100, **small)
+    before, after = untrained.error_rate(audios, texts), trained.error_rate(audios, texts)
+    assert after < 0.6 < 1.0 < before, (before, after)  # an untrained model babbles
+    again = train_recognizer(examples, RATE, seed=0, steps=5, **small)
+    assert again.transcribe(audios[:3]) == train_recognizer(
+        examples, RATE, seed=0, steps=5, **small).transcribe(audios[:3])  # same seed, same model
+
+
+def test_accuracy_rejects_mismatched_lists():
+    assert accuracy(["a", "b"], ["a", "a"]) == 0.5
+    with pytest.raises(ValueError):
+        accuracy(["a"], [])
+
+
+# ----------------------------------------------------------------------------- evaluation
+def test_synth_vocabulary_maps_normalised_names_and_names_both_vocabularies():
+    artists, genres = synth_vocabulary(["unknown", "mira_vale", "someone"], ["unknown", "rock"])
+    assert artists == {"mira_vale": "Mira Vale"} and genres == {"rock": "rock"}
+    with pytest.raises(ConditioningEvalError, match=r"no artist.*\['ada', 'bo'\].*nova_lark"):
+        synth_vocabulary(["unknown", "ada", "bo"], ["unknown", "rock"])
+    with pytest.raises(ValueError, match=r"no genre.*\['jazz'\].*chiptune"):
+        synth_vocabulary(["unknown", "mira_vale"], ["unknown", "jazz"])
+
+
+def test_evaluate_conditioning_reports_model_ceiling_and_floor(tmp_path, make_bundle):
+    bundle = _synth_bundle(tmp_path / "bundle", make_bundle, (*BUNDLE_ARTISTS, "Someone Else"))
+    messages: list[str] = []
+    report = evaluate_conditioning(bundle, quick=True, seed=3, progress=messages.append,
+                                   settings=TINY)
+    json.dumps(report, allow_nan=False)  # JSON-ready as it is
+    assert {"model", "ceiling", "floor", "settings", "samples", "timing_s"} <= set(report)
+    for part in ("model", "ceiling", "floor"):
+        for key in ("artist_accuracy", "genre_accuracy"):
+            assert 0.0 <= report[part][key] <= 1.0
+        assert report[part]["lyric_cer"] >= 0.0
+    for key in ("artist_accuracy", "genre_accuracy"):
+        assert report["floor"][key] <= report["ceiling"][key]
+    settings = report["settings"]
+    assert settings["artists"] == {"dusty_static": "Dusty Static", "nova_lark": "Nova Lark"}
+    assert settings["genres"] == {"ambient": "ambient", "chiptune": "chiptune"}
+    assert (settings["unscored_artists"], settings["unscored_genres"]) == (["someone_else"], [])
+    assert settings["lyrics_conditioned"] is True and settings["lyric_units"] == "characters"
+    assert settings["seconds"] == 0.25 and settings["sample_rate"] == RATE
+    # The quick run asks for each artist and genre once: 2 pairs, 2 samples each.
+    assert (settings["pairs"], settings["train_songs"], settings["test_songs"]) == (2, 16, 8)
+    assert report["model"]["clips"] == len(report["samples"]) == 4
+    assert {s["artist"] for s in report["samples"]} == set(BUNDLE_ARTISTS)
+    assert {s["genre"] for s in report["samples"]} == set(BUNDLE_GENRES)
+    assert all(s["lyrics"] for s in report["samples"])  # fresh lyrics were asked for
+    assert messages and "ceiling" in " ".join(messages)
+    table = format_table(report)
+    assert "artist accuracy" in table and "lyric CER (characters)" in table
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"train_songs": 0}, "train_songs must be >= 1, got 0"),
+    ({"recognizer_steps": -1}, "recognizer_steps must be >= 0"),
+    ({"units": "phonemes"}, "units must be one of"),
+    ({"seconds": 0.0}, "seconds and segment_seconds must be > 0"),
+])
+def test_eval_settings_are_checked(change, message):
+    with pytest.raises(ValueError, match=message):
+        EvalSettings(**{**vars(TINY), **change})
+
+
+def test_evaluate_conditioning_refuses_a_bundle_the_demo_songs_do_not_know(
+    tmp_path, make_complete_bundle
+):
+    bundle = make_complete_bundle(tmp_path / "bundle")  # artists Ada and Bo
+    with pytest.raises(ConditioningEvalError, match=r"\['ada', 'bo'\]"):
+        evaluate_conditioning(bundle, quick=True)
+
+
+def test_cli_prints_json_writes_the_report_and_shows_a_table(
+    tmp_path, make_bundle, monkeypatch, capsys
+):
+    bundle = _synth_bundle(tmp_path / "bundle", make_bundle)
+    monkeypatch.setattr(conditioning, "QUICK", TINY)
+    out = tmp_path / "report" / "conditioning.json"
+    code = main(["eval", "conditioning", "--model", str(bundle), "--quick", "--seed", "1",
+                 "--levels", "top", "-o", str(out)])
+    stdout, stderr = capsys.readouterr()
+    assert code == 0, stderr
+    printed = json.loads(stdout)
+    assert printed == json.loads(out.read_text())
+    assert printed["settings"]["quick"] is True and printed["settings"]["seed"] == 1
+    assert printed["settings"]["levels"] == "top"
+    assert "floor" in stderr and "ceiling" in stderr and "genre accuracy" in stderr
+
+
+def test_cli_exit_code_2_for_a_vocabulary_the_demo_songs_do_not_know(
+    tmp_path, make_complete_bundle, capsys
+):
+    bundle = make_complete_bundle(tmp_path / "bundle")
+    code = main(["eval", "conditioning", "--model", str(bundle), "--quick"])
+    _, stderr = capsys.readouterr()
+    assert code == EXIT_USAGE
+    assert stderr.startswith("error: the bundle's vocabulary has no artist the demo songs know")
+    assert "['ada', 'bo']" in stderr and "nova_lark" in stderr
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (("--seconds", "20"), "outside the model's timing range"),
+    (("--levels", "5"), "levels must be 'all', 'top' or one of [0, 1]"),
+])
+def test_cli_exit_code_2_for_unusable_options(tmp_path, make_bundle, capsys, extra, message):
+    bundle = _synth_bundle(tmp_path / "bundle", make_bundle)
+    code = main(["eval", "conditioning", "--model", str(bundle), *extra])
+    _, stderr = capsys.readouterr()
+    assert code == EXIT_USAGE and message in stderr
+
+
+def test_cli_without_a_model_and_no_demo_installed_says_where_it_looked(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(demo_model, "demo_bundle_candidates", lambda: [tmp_path / "nowhere"])
+    assert main(["eval", "conditioning", "--quick"]) == EXIT_USAGE
+    error = capsys.readouterr().err
+    assert "the demo model is not installed" in error and str(tmp_path / "nowhere") in error
