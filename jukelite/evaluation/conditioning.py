@@ -2,9 +2,11 @@
 
 Three scorers are trained on procedural demo songs (:mod:`jukelite.data.synth`), whose artist,
 genre and word timings are known exactly: an artist classifier, a genre classifier and a CTC
-lyrics recognizer. Their scores are reported three times:
+lyrics recognizer. Their scores are reported four times:
 
 * **ceiling**: on fresh demo songs, i.e. how well the scorers can tell at all;
+* **reconstruction**: on the same songs encoded and decoded by the bundle's VQ-VAE at the level
+  the samples are rendered from, i.e. the best a prior could reach through that audio path;
 * **model**: on songs the bundle generates for each artist and genre of its vocabulary that the
   demo songs know, with lyrics the recognizer never heard;
 * **floor**: on the same generated songs, but against the conditions of *other* samples (a
@@ -362,12 +364,25 @@ def evaluate_conditioning(
             seconds=(total - 0.5) / rate,  # exactly `total` samples, whatever the rounding
             n_samples=settings.samples_per_pair, seed=_seed(seed, _GENERATE, i), levels=levels,
         )
+        rendered_level = song.level
         for clip in song.audio.float().cpu().numpy():
             audios.append(clip)
             asked_artists.append(artist_map[artist])
             asked_genres.append(genre_map[genre])
             asked_lyrics.append(lyrics)
     timing["generate"] = time.perf_counter() - start
+
+    say(f"reconstruction: held-out demo songs through the VQ-VAE (level {rendered_level})")
+    start = time.perf_counter()
+    with torch.no_grad():
+        rebuilt = [
+            jb.decode(jb.encode(torch.as_tensor(s.audio, dtype=torch.float32).reshape(1, 1, -1),
+                                levels=[rendered_level]), level=rendered_level)[0].cpu().numpy()
+            for s in held_out
+        ]
+    with _one_thread():
+        reconstruction = judge(scorers, rebuilt, ceiling.artists, ceiling.genres, ceiling.lyrics)
+    timing["reconstruction"] = time.perf_counter() - start
 
     say("model: scoring generated songs")
     start = time.perf_counter()
@@ -378,6 +393,7 @@ def evaluate_conditioning(
     units = settings.units
     return {
         "model": metrics(generated, units),
+        "reconstruction": metrics(reconstruction, units),
         "ceiling": metrics(ceiling, units),
         "floor": floor_metrics(generated, units, settings.permutations, seed),
         "settings": {
@@ -420,7 +436,7 @@ def format_table(report: dict[str, Any]) -> str:
         f"conditioning of {s['bundle']}: {report['model']['clips']} generated clips of "
         f"{s['seconds']:.2f} s ({s['pairs']} artist/genre pairs x {s['samples_per_pair']}), "
         f"scorers trained on {s['train_songs']} demo songs, ceiling on {s['test_songs']}",
-        f"{'metric':<22}{'floor':>8}{'model':>8}{'ceiling':>9}{'chance':>8}",
+        f"{'metric':<22}{'floor':>8}{'model':>8}{'recon':>8}{'ceiling':>9}{'chance':>8}",
     ]
     rows = [("artist accuracy", "artist_accuracy"), ("genre accuracy", "genre_accuracy"),
             (f"lyric CER ({s['lyric_units']})", "lyric_cer")]
@@ -428,8 +444,11 @@ def format_table(report: dict[str, Any]) -> str:
         chance = s["chance"].get(key)
         lines.append(
             f"{name:<22}{report['floor'][key]:>8.3f}{report['model'][key]:>8.3f}"
-            f"{report['ceiling'][key]:>9.3f}{'-' if chance is None else f'{chance:.3f}':>8}"
+            f"{report['reconstruction'][key]:>8.3f}{report['ceiling'][key]:>9.3f}"
+            f"{'-' if chance is None else f'{chance:.3f}':>8}"
         )
+    lines.append("recon: the held-out songs encoded and decoded by the VQ-VAE, the best the "
+                 "model's audio path allows")
     lines.append("accuracy: higher is better; CER: lower is better"
                  + ("" if s["lyrics_conditioned"] else " (this model ignores lyrics)"))
     return "\n".join(lines)

@@ -193,8 +193,9 @@ def test_evaluate_conditioning_reports_model_ceiling_and_floor(tmp_path, make_bu
     report = evaluate_conditioning(bundle, quick=True, seed=3, progress=messages.append,
                                    settings=TINY)
     json.dumps(report, allow_nan=False)  # JSON-ready as it is
-    assert {"model", "ceiling", "floor", "settings", "samples", "timing_s"} <= set(report)
-    for part in ("model", "ceiling", "floor"):
+    assert {"model", "reconstruction", "ceiling", "floor", "settings", "samples",
+            "timing_s"} <= set(report)
+    for part in ("model", "reconstruction", "ceiling", "floor"):
         for key in ("artist_accuracy", "genre_accuracy"):
             assert 0.0 <= report[part][key] <= 1.0
         assert report[part]["lyric_cer"] >= 0.0
@@ -213,8 +214,9 @@ def test_evaluate_conditioning_reports_model_ceiling_and_floor(tmp_path, make_bu
     assert {s["genre"] for s in report["samples"]} == set(BUNDLE_GENRES)
     assert all(s["lyrics"] for s in report["samples"])  # fresh lyrics were asked for
     assert messages and "ceiling" in " ".join(messages)
+    assert report["reconstruction"]["clips"] == report["ceiling"]["clips"] == 8
     table = format_table(report)
-    assert "artist accuracy" in table and "lyric CER (characters)" in table
+    assert "artist accuracy" in table and "lyric CER (characters)" in table and "recon" in table
 
 
 @pytest.mark.parametrize(("change", "message"), [
