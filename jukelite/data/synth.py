@@ -575,26 +575,27 @@ def _syllable_plan(syllable: str, dur: float) -> tuple[list[_Key], list[_Noise]]
     squeeze = min(1.0, 0.5 * dur / total) if total else 1.0
     keys: list[_Key] = []
     noises: list[_Noise] = []
-    t = 0.0
-    for phone in onset:
-        c = _CONSONANTS[phone]
-        k, nz = _consonant_plan(c, t, c.dur * squeeze, first, onset=True)
-        keys += k
-        noises += nz
-        t += c.dur * squeeze
-    t_vowel, t_coda = t, dur - sum(_CONSONANTS[p].dur for p in coda) * squeeze
+
+    def place(
+        phones: Sequence[str], t: float, vowel: tuple[float, float, float], is_onset: bool
+    ) -> float:
+        """Plan consonants one after another from time t; return where they end."""
+        for phone in phones:
+            c = _CONSONANTS[phone]
+            k, nz = _consonant_plan(c, t, c.dur * squeeze, vowel, onset=is_onset)
+            keys.extend(k)
+            noises.extend(nz)
+            t += c.dur * squeeze
+        return t
+
+    t_vowel = place(onset, 0.0, first, True)
+    t_coda = dur - sum(_CONSONANTS[p].dur for p in coda) * squeeze
     span = t_coda - t_vowel
     keys.append((t_vowel + (min(0.04, 0.25 * span) if onset else 0.0), first, 1.0))
     if len(vowels) > 1:  # diphthong: hold the first target, glide to the second
         keys += [(t_vowel + 0.35 * span, first, 1.0), (t_vowel + 0.8 * span, last, 1.0)]
     keys.append((t_coda, last, 1.0))
-    t = t_coda
-    for phone in coda:
-        c = _CONSONANTS[phone]
-        k, nz = _consonant_plan(c, t, c.dur * squeeze, last, onset=False)
-        keys += k
-        noises += nz
-        t += c.dur * squeeze
+    place(coda, t_coda, last, False)
     keys.append((dur, keys[-1][1], 0.0))
     return keys, noises
 
