@@ -264,6 +264,7 @@ def cmd_eval_conditioning(args: argparse.Namespace) -> int:
         report = evaluate_conditioning(
             args.model, quick=args.quick, seed=args.seed, progress=progress,
             seconds=args.seconds, device=args.device, levels=args.levels,
+            upsampled=args.upsampled,
         )
     except ConditioningEvalError as exc:  # a bundle or length the demo songs cannot score
         raise UsageError(str(exc)) from exc
@@ -440,6 +441,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of every song, model and sample")
     p.add_argument("--levels", default="all", metavar="top|all|L",
                    help="sample down to this level (default all; 'top' is faster, coarser)")
+    p.add_argument("--upsampled", action="store_true",
+                   help="also score held-out songs' own top-level codes rendered by the "
+                   "upsamplers (20 songs, 5 with --quick): is a label lost by the top prior or "
+                   "by the upsamplers?")
     p.add_argument("-o", "--output", metavar="FILE", help="also write the JSON report here")
     p.add_argument("--device", default="cpu", help="torch device for sampling (the scorers "
                    "train on the CPU)")

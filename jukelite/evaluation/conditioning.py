@@ -7,6 +7,9 @@ lyrics recognizer. Their scores are reported four times:
 * **ceiling**: on fresh demo songs, i.e. how well the scorers can tell at all;
 * **reconstruction**: on the same songs encoded and decoded by the bundle's VQ-VAE at the level
   the samples are rendered from, i.e. the best a prior could reach through that audio path;
+* **upsampled** (optional, ``upsampled=True``): on held-out songs whose own top-level codes the
+  bundle's upsamplers render, i.e. what the model could reach with a perfect top prior. Next to
+  *reconstruction* and *model* it tells whether the upsamplers or the top prior lose a label;
 * **model**: on songs the bundle generates for each artist and genre of its vocabulary that the
   demo songs know, with lyrics the recognizer never heard;
 * **floor**: on the same generated songs, but against the conditions of *other* samples (a
@@ -47,7 +50,7 @@ from jukelite.evaluation.recognizer import (
 Progress = Callable[[str], None]
 
 # Independent seed streams, so that training, held-out and lyric songs never share a seed.
-_TRAIN, _CEILING, _LYRICS, _GENERATE, _FLOOR = range(1, 6)
+_TRAIN, _CEILING, _LYRICS, _GENERATE, _FLOOR, _UPSAMPLE = range(1, 7)
 
 
 class ConditioningEvalError(ValueError):
@@ -74,11 +77,12 @@ class EvalSettings:
     units: str = "characters"
     permutations: int = 20
     min_per_pair: int = 2
+    upsampled_songs: int = 20
 
     def __post_init__(self) -> None:
         for name, least in (("train_songs", 1), ("test_songs", 1), ("samples_per_pair", 1),
-                            ("permutations", 1), ("min_per_pair", 1), ("classifier_steps", 0),
-                            ("recognizer_steps", 0)):
+                            ("permutations", 1), ("min_per_pair", 1), ("upsampled_songs", 1),
+                            ("classifier_steps", 0), ("recognizer_steps", 0)):
             if getattr(self, name) < least:
                 raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)}")
         if not (self.seconds > 0 and self.segment_seconds > 0):
@@ -88,7 +92,8 @@ class EvalSettings:
 
 
 QUICK = EvalSettings(seconds=2.0, train_songs=60, test_songs=20, samples_per_pair=1,
-                     all_pairs=False, classifier_steps=300, recognizer_steps=300)
+                     all_pairs=False, classifier_steps=300, recognizer_steps=300,
+                     upsampled_songs=5)
 FULL = EvalSettings(seconds=4.0, train_songs=400, test_songs=60, samples_per_pair=2,
                     all_pairs=True, classifier_steps=400, recognizer_steps=2000)
 
@@ -299,13 +304,16 @@ def evaluate_conditioning(
     device: str = "cpu",
     levels: str | int = "all",
     settings: EvalSettings | None = None,
+    upsampled: bool = False,
 ) -> dict[str, Any]:
     """Score how well a bundle follows artist, genre and lyrics; see the module docstring.
 
     ``model`` is a :class:`jukelite.api.Jukebox`, a bundle path, or None for the bundled demo
     model. ``settings`` (default :data:`QUICK` or :data:`FULL`) sizes the run; ``seconds``
-    overrides its clip length. Returns a JSON-ready dict with ``model``, ``ceiling``,
-    ``floor`` (each with ``artist_accuracy``, ``genre_accuracy``, ``lyric_cer``), ``settings``,
+    overrides its clip length. ``upsampled`` adds the *upsampled* row (the first
+    ``settings.upsampled_songs`` held-out songs; needs a level below the top). Returns a
+    JSON-ready dict with ``model``, ``reconstruction``, ``ceiling``, ``floor`` (each with
+    ``artist_accuracy``, ``genre_accuracy``, ``lyric_cer``), ``settings``,
     ``samples`` (what was asked and heard per generated clip) and ``timing_s``.
     """
     from jukelite.api import Jukebox, load
@@ -321,6 +329,10 @@ def evaluate_conditioning(
     if str(levels) not in ("all", "top", *map(str, jb.levels)):  # fail before any training
         raise ConditioningEvalError(
             f"levels must be 'all', 'top' or one of {jb.levels}, got {levels!r}")
+    if upsampled and str(levels) in ("top", str(jb.top_level)):
+        raise ConditioningEvalError(
+            "the upsampled row renders the top-level codes of real songs through the "
+            f"upsamplers, so it needs levels below the top (level {jb.top_level}); got {levels!r}")
     rate = jb.sample_rate
     if rate < 4000:
         raise ConditioningEvalError(f"the demo songs need a sample rate of at least 4000 Hz; "
@@ -384,6 +396,13 @@ def evaluate_conditioning(
         reconstruction = judge(scorers, rebuilt, ceiling.artists, ceiling.genres, ceiling.lyrics)
     timing["reconstruction"] = time.perf_counter() - start
 
+    rows = {}
+    if upsampled:
+        start = time.perf_counter()
+        rows["upsampled"] = _upsampled(jb, scorers, held_out[: settings.upsampled_songs], levels,
+                                       lyric_model, seed, say)
+        timing["upsampled"] = time.perf_counter() - start
+
     say("model: scoring generated songs")
     start = time.perf_counter()
     with _one_thread():
@@ -394,6 +413,7 @@ def evaluate_conditioning(
     return {
         "model": metrics(generated, units),
         "reconstruction": metrics(reconstruction, units),
+        **{name: metrics(judged, units) for name, judged in rows.items()},
         "ceiling": metrics(ceiling, units),
         "floor": floor_metrics(generated, units, settings.permutations, seed),
         "settings": {
@@ -403,6 +423,7 @@ def evaluate_conditioning(
             "seconds": clip_seconds,
             "sample_rate": rate,
             "levels": levels,
+            "upsampled": upsampled,
             "lyrics_conditioned": lyric_model,
             "lyric_units": units,
             "artists": artist_map,
@@ -429,24 +450,51 @@ def evaluate_conditioning(
     }
 
 
+def _upsampled(
+    jb: Any, scorers: Scorers, songs: Sequence[SynthSong], levels: str | int, lyric_model: bool,
+    seed: int, say: Progress,
+) -> Judged:
+    """Real songs' top-level codes rendered by the upsamplers with their own labels and lyrics."""
+    audios = []
+    for i, song in enumerate(songs):
+        say(f"upsampled: rendering the top-level codes of held-out song {i + 1}/{len(songs)}")
+        audio = torch.as_tensor(song.audio, dtype=torch.float32).reshape(1, 1, -1)
+        with torch.no_grad():
+            top = jb.encode(audio, levels=[jb.top_level])
+        rendered = jb.upsample(top, artist=song.artist, genre=song.genre,
+                               lyrics=song.lyrics if lyric_model else "",
+                               seed=_seed(seed, _UPSAMPLE, i), levels=levels)
+        audios.append(rendered.audio[0].float().cpu().numpy())
+    with _one_thread():
+        return judge(scorers, audios, [s.artist for s in songs], [s.genre for s in songs],
+                     [s.lyrics for s in songs])
+
+
 def format_table(report: dict[str, Any]) -> str:
-    """The report's headline numbers as a small table (floor, model, ceiling)."""
+    """The report's headline numbers as a small table (floor, model, [upsampled,] recon,
+    ceiling)."""
     s = report["settings"]
+    columns = [("floor", "floor"), ("model", "model")]
+    if "upsampled" in report:
+        columns.append(("upsampled", "upsampled"))
+    columns += [("recon", "reconstruction"), ("ceiling", "ceiling")]
     lines = [
         f"conditioning of {s['bundle']}: {report['model']['clips']} generated clips of "
         f"{s['seconds']:.2f} s ({s['pairs']} artist/genre pairs x {s['samples_per_pair']}), "
         f"scorers trained on {s['train_songs']} demo songs, ceiling on {s['test_songs']}",
-        f"{'metric':<22}{'floor':>8}{'model':>8}{'recon':>8}{'ceiling':>9}{'chance':>8}",
+        f"{'metric':<22}" + "".join(f"{title:>10}" for title, _ in columns) + f"{'chance':>8}",
     ]
     rows = [("artist accuracy", "artist_accuracy"), ("genre accuracy", "genre_accuracy"),
             (f"lyric CER ({s['lyric_units']})", "lyric_cer")]
     for name, key in rows:
         chance = s["chance"].get(key)
         lines.append(
-            f"{name:<22}{report['floor'][key]:>8.3f}{report['model'][key]:>8.3f}"
-            f"{report['reconstruction'][key]:>8.3f}{report['ceiling'][key]:>9.3f}"
-            f"{'-' if chance is None else f'{chance:.3f}':>8}"
+            f"{name:<22}" + "".join(f"{report[part][key]:>10.3f}" for _, part in columns)
+            + f"{'-' if chance is None else f'{chance:.3f}':>8}"
         )
+    if "upsampled" in report:
+        lines.append(f"upsampled: {report['upsampled']['clips']} held-out songs' own top-level "
+                     "codes through the upsamplers, the best a perfect top prior allows")
     lines.append("recon: the held-out songs encoded and decoded by the VQ-VAE, the best the "
                  "model's audio path allows")
     lines.append("accuracy: higher is better; CER: lower is better"

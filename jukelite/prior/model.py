@@ -8,7 +8,8 @@ Reads top to bottom like Jukebox's `ConditionalAutoregressive2D` (reference sect
     logits = x_out(h)         # loss in bits per token
 
 `x_cond` is the timing signal on the top prior and the upper-level codes, stretched by the
-upsampler conditioner, on every lower level. Lyrics enter either through a separate lyrics encoder
+upsampler conditioner, on every lower level; with `labels_everywhere` (not in Jukebox) the
+artist and genre embedding is added to it too. Lyrics enter either through a separate lyrics encoder
 whose states the encoder-decoder layers attend to (`lyrics: encoder`, prior_5b_lyrics), or as a
 prefix of the same sequence in a merged vocabulary (`lyrics: single`, prior_1b_lyrics). Module
 names follow Jukebox's so that an importer maps released weights one to one.
@@ -55,6 +56,9 @@ class PriorConfig(DictConfig):
     artist_bins: int = 0
     genre_bins: int = 0
     max_bow_genre_size: int = 5
+    # also add the label embedding to every position, not only the start token (Jukebox: off):
+    # a small prior trained briefly then hears its artist and genre at every step
+    labels_everywhere: bool = False
     # timing signal (top prior)
     timing: bool = False
     t_bins: int = 128
@@ -95,6 +99,8 @@ class PriorConfig(DictConfig):
             raise ValueError(
                 f"PriorConfig.lyrics must be one of {LYRICS_MODES}, got {self.lyrics!r}"
             )
+        if self.labels_everywhere and not self.labels:
+            raise ValueError("PriorConfig.labels_everywhere needs labels=true")
         if self.lyrics != "none" and self.n_tokens < 1:
             raise ValueError(f"PriorConfig.n_tokens must be >= 1 with lyrics={self.lyrics!r}")
         if self.n_state % self.heads:
@@ -419,6 +425,9 @@ class LevelPrior(nn.Module):
                     f", got {got}"
                 )
             x_cond = self.conditioner(upper)
+        if c.labels and c.labels_everywhere:
+            everywhere = start.expand(-1, c.n_ctx, -1)
+            x_cond = everywhere if x_cond is None else x_cond + everywhere
         encoder_kv = lyrics_logits = None
         if c.lyrics != "none":
             if lyrics is None or lyrics.shape[1] != c.n_tokens:

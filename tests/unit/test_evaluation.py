@@ -45,7 +45,8 @@ BUNDLE_ARTISTS = ("Nova Lark", "Dusty Static")
 BUNDLE_GENRES = ("ambient", "chiptune")
 # Just enough of everything for the pipeline to run end to end in a few seconds.
 TINY = EvalSettings(seconds=0.25, train_songs=16, test_songs=8, samples_per_pair=2,
-                    all_pairs=False, classifier_steps=100, recognizer_steps=10, permutations=5)
+                    all_pairs=False, classifier_steps=100, recognizer_steps=10, permutations=5,
+                    upsampled_songs=3)
 
 
 def _songs(seed: int, per_pair: int, seconds: float) -> list:
@@ -191,11 +192,11 @@ def test_evaluate_conditioning_reports_model_ceiling_and_floor(tmp_path, make_bu
     bundle = _synth_bundle(tmp_path / "bundle", make_bundle, (*BUNDLE_ARTISTS, "Someone Else"))
     messages: list[str] = []
     report = evaluate_conditioning(bundle, quick=True, seed=3, progress=messages.append,
-                                   settings=TINY)
+                                   settings=TINY, upsampled=True)
     json.dumps(report, allow_nan=False)  # JSON-ready as it is
-    assert {"model", "reconstruction", "ceiling", "floor", "settings", "samples",
+    assert {"model", "upsampled", "reconstruction", "ceiling", "floor", "settings", "samples",
             "timing_s"} <= set(report)
-    for part in ("model", "reconstruction", "ceiling", "floor"):
+    for part in ("model", "upsampled", "reconstruction", "ceiling", "floor"):
         for key in ("artist_accuracy", "genre_accuracy"):
             assert 0.0 <= report[part][key] <= 1.0
         assert report[part]["lyric_cer"] >= 0.0
@@ -215,8 +216,17 @@ def test_evaluate_conditioning_reports_model_ceiling_and_floor(tmp_path, make_bu
     assert all(s["lyrics"] for s in report["samples"])  # fresh lyrics were asked for
     assert messages and "ceiling" in " ".join(messages)
     assert report["reconstruction"]["clips"] == report["ceiling"]["clips"] == 8
+    assert report["upsampled"]["clips"] == 3 and settings["upsampled"] is True
+    assert any("held-out song 3/3" in m for m in messages)
     table = format_table(report)
     assert "artist accuracy" in table and "lyric CER (characters)" in table and "recon" in table
+    assert "upsampled" in table.splitlines()[1]
+
+
+def test_the_upsampled_row_needs_a_level_below_the_top(tmp_path, make_bundle):
+    bundle = _synth_bundle(tmp_path / "bundle", make_bundle)
+    with pytest.raises(ConditioningEvalError, match="needs levels below the top"):
+        evaluate_conditioning(bundle, quick=True, settings=TINY, levels="top", upsampled=True)
 
 
 @pytest.mark.parametrize(("change", "message"), [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -73,10 +74,10 @@ def tiny(kind: str) -> tuple[PriorConfig, dict]:
                       prime_loss_fraction=0.4, timing=True, t_bins=8, sample_rate=100,
                       min_duration=2.0, max_duration=20.0)
         return PriorConfig(**{**base, **config}), {"y": y, "lyrics": lyrics}
-    if kind == "single":
+    if kind == "single":  # labels everywhere, then the zero conditioning of the lyric prefix
         config = dict(attn_order=12, depth=16, blocks=6, lyrics="single", n_tokens=8, n_vocab=9,
                       prime_loss_fraction=0.4, timing=True, t_bins=8, sample_rate=100,
-                      min_duration=2.0, max_duration=20.0)
+                      min_duration=2.0, max_duration=20.0, labels_everywhere=True)
         return PriorConfig(**{**base, **config}), {"y": y, "lyrics": lyrics}
     config = dict(attn_order=0, labels=False)
     return PriorConfig(**base, **config), {}
@@ -171,8 +172,28 @@ def test_config_errors_name_the_field():
         PriorConfig(width=30, heads=4)
     with pytest.raises(ValueError, match="lyrics_heads"):
         PriorConfig(lyrics="encoder", n_tokens=8, lyrics_width=12, lyrics_heads=2, lyrics_blocks=2)
+    with pytest.raises(ValueError, match="labels_everywhere needs labels=true"):
+        PriorConfig(labels=False, labels_everywhere=True)
     with pytest.raises(ValueError, match="unknown PriorConfig key"):
         PriorConfig.from_dict({"widht": 3})
+
+
+@pytest.mark.parametrize("kind", ["top", "upsampler"])
+def test_labels_everywhere_adds_the_label_embedding_at_every_position(kind):
+    prior, _, inputs = build(kind)
+    config = dataclasses.replace(prior.config, labels_everywhere=True)
+    everywhere = LevelPrior(config)
+    everywhere.load_state_dict(prior.state_dict())  # no new weights
+    with torch.no_grad():
+        plain, spread = prior.condition(**inputs), everywhere.condition(**inputs)
+    torch.testing.assert_close(spread.start, plain.start)
+    assert spread.x_cond.shape == (2, config.n_ctx, config.width)
+    torch.testing.assert_close(spread.x_cond - plain.x_cond,
+                               plain.start.expand(-1, config.n_ctx, -1))
+    other = inputs["y"].flip(0)  # the two rows' artists and genres differ
+    with torch.no_grad():
+        swapped = everywhere.condition(**{**inputs, "y": other})
+    assert not torch.allclose(swapped.x_cond[:, -1], spread.x_cond[:, -1])
 
 
 @pytest.mark.parametrize("kind", KINDS)
