@@ -90,6 +90,11 @@ class Jukebox:
                 f"(VQ-VAE levels {self.levels}, priors {sorted(manifest['priors'])})"
             )
         self.hop_lengths = {int(k): v for k, v in manifest["hop_lengths"].items()}
+        recommended = manifest.get("sampling", {}).get("temperature", {})
+        self.default_temperature = {  # the bundle's own (jukelite pack --temperature), else 0.99
+            level: float(recommended.get(str(level), DEFAULT_TEMPERATURE))
+            for level in self.levels
+        }
         self.prior_configs = {
             level: PriorConfig.from_dict(manifest["priors"][str(level)]["config"])
             for level in self.levels
@@ -158,7 +163,7 @@ class Jukebox:
         seconds: float = 8.0,
         n_samples: int = 1,
         seed: int = 0,
-        temperature: float | dict[int, float] = DEFAULT_TEMPERATURE,
+        temperature: float | dict[int, float] | None = None,
         top_k: int = 0,
         top_p: float = 0.0,
         levels: str | int = "all",
@@ -170,8 +175,9 @@ class Jukebox:
         """Sample `n_samples` songs of `seconds` top-down and render the finest level sampled.
 
         `levels`: "all", "top" (a quick preview) or the lowest level to sample. `temperature`
-        is one value or one per level. `progress(level, done, total)` is told after every
-        sampled token (counted over all samples). With `output_dir` the codes and `song.json`
+        is one value or one per level (default: the bundle's `default_temperature`).
+        `progress(level, done, total)` is told after every sampled token (counted over all
+        samples). With `output_dir` the codes and `song.json`
         are written after every window and each finished level's WAVs as soon as it is done;
         `resume(output_dir)` continues a stopped run.
         """
@@ -191,7 +197,7 @@ class Jukebox:
         lyrics: str = "",
         n_samples: int = 1,
         seed: int = 0,
-        temperature: float | dict[int, float] = DEFAULT_TEMPERATURE,
+        temperature: float | dict[int, float] | None = None,
         top_k: int = 0,
         top_p: float = 0.0,
         levels: str | int = "all",
@@ -238,7 +244,7 @@ class Jukebox:
         genre: str | list[str] = "unknown",
         lyrics: str = "",
         seed: int = 0,
-        temperature: float | dict[int, float] = DEFAULT_TEMPERATURE,
+        temperature: float | dict[int, float] | None = None,
         top_k: int = 0,
         top_p: float = 0.0,
         levels: str | int = "all",
@@ -311,7 +317,7 @@ class Jukebox:
 
     def _request(
         self, mode: str, artist: str, genre: str | list[str], lyrics: str, total: int,
-        n_samples: int, seed: int, temperature: float | dict[int, float], top_k: int,
+        n_samples: int, seed: int, temperature: float | dict[int, float] | None, top_k: int,
         top_p: float, levels: str | int, max_batch_size: int | None, alignment: bool,
     ) -> SampleRequest:
         """Check everything up front, before minutes of sampling: labels, length, lyrics."""
@@ -330,8 +336,10 @@ class Jukebox:
             if unknown:
                 raise ValueError(f"temperature given for level(s) {unknown}; levels are "
                                  f"{self.levels}")
-            per_level = {level: temperature.get(level, DEFAULT_TEMPERATURE)
+            per_level = {level: temperature.get(level, self.default_temperature[level])
                          for level in self.levels}
+        elif temperature is None:
+            per_level = dict(self.default_temperature)
         else:
             per_level = dict.fromkeys(self.levels, float(temperature))
         for t in per_level.values():

@@ -252,6 +252,7 @@ def describe(bundle: str | Path) -> dict[str, Any]:
         "artists": (manifest.get("labels") or {}).get("artists", [])[1:],  # id 0 is "unknown"
         "genres": (manifest.get("labels") or {}).get("genres", [])[1:],
         "lyric_characters": "".join((manifest.get("lyrics") or {}).get("chars", [])),
+        "sampling": manifest.get("sampling", {}),
         "size_bytes": size,
         "provenance": {
             level["level"]: manifest["vqvae"][str(level["level"])].get("provenance", {})
@@ -333,10 +334,14 @@ PACK_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": 
 
 def pack_bundle(
     source: str | Path, target: str | Path, dtype: str = "float16",
-    notes: dict[str, Any] | None = None,
+    notes: dict[str, Any] | None = None, temperature: dict[int, float] | None = None,
 ) -> dict[str, Any]:
     """Copy a bundle with its weights stored as `dtype` (half the size in float16; loading casts
     back to float32), recording the packing and `notes` under "packed" in `jukelite.json`.
+
+    `temperature` {level: T} becomes the bundle's default sampling temperature of those levels
+    (under "sampling"; the others keep the library default): a small model's finest level often
+    sounds cleaner sampled cooler, and the bundle is where that knowledge belongs.
 
     The target is written in a temporary directory and renamed into place, so it is either
     complete or absent. Returns the new manifest.
@@ -345,6 +350,17 @@ def pack_bundle(
         raise BundleError(f"pack dtype must be one of {sorted(PACK_DTYPES)}, got {dtype!r}")
     source, target = Path(source), Path(target)
     manifest = read_manifest(source)
+    if temperature:
+        levels = sorted(int(level) for level in manifest["priors"])
+        unknown = sorted(set(temperature) - set(levels))
+        if unknown:
+            raise BundleError(f"temperature given for level(s) {unknown}, but {source} has "
+                              f"priors for levels {levels}")
+        for level, value in temperature.items():
+            if not 0 < value <= 10:
+                raise BundleError(f"temperature of level {level} must be in (0, 10], got {value}")
+        manifest["sampling"] = {"temperature": {str(k): float(v)
+                                                for k, v in sorted(temperature.items())}}
     if target.exists():
         raise BundleError(f"{target} already exists: remove it or choose another target")
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -206,6 +206,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     if info["lyric_characters"]:
         print(f"lyric characters ({len(info['lyric_characters'])}): "
               f"{info['lyric_characters']!r}")
+    recommended = info["sampling"].get("temperature")
+    if recommended:
+        shown = ", ".join(f"level {k} {v}" for k, v in sorted(recommended.items()))
+        print(f"default sampling temperature: {shown} (other levels 0.99)")
     for level, prior in sorted(priors.items()):
         bits = prior.get("metrics", {}).get("music_bits_per_token")
         provenance = prior.get("provenance", {})
@@ -226,6 +230,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_pack(args: argparse.Namespace) -> int:
     from jukelite.bundle import pack_bundle
+    from jukelite.cli_sample import parse_temperature
 
     notes = {}
     for note in args.note:
@@ -233,7 +238,10 @@ def cmd_pack(args: argparse.Namespace) -> int:
         if not (sep and key):
             raise UsageError(f"--note expects KEY=VALUE, got {note!r}")
         notes[key] = value
-    manifest = pack_bundle(args.source, args.target, args.dtype, notes)
+    temperature = parse_temperature(args.temperature) if args.temperature else None
+    if isinstance(temperature, float):
+        raise UsageError(f"--temperature for pack takes LEVEL=T pairs, got {args.temperature!r}")
+    manifest = pack_bundle(args.source, args.target, args.dtype, notes, temperature)
     size = sum(p.stat().st_size for p in Path(args.target).glob("*.safetensors"))
     levels = f"{len(manifest['vqvae'])} VQ-VAE levels, {len(manifest['priors'])} priors"
     print(f"wrote {args.target}: {levels}, {size / 1e6:.1f} MB of {args.dtype} weights")
@@ -410,6 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
     p.add_argument("--note", action="append", default=[], metavar="KEY=VALUE",
                    help="add KEY=VALUE to the packing record (e.g. how the data was made)")
+    p.add_argument("--temperature", metavar="L=T,...",
+                   help="the bundle's default sampling temperature per level, e.g. 0=0.7 "
+                   "(other levels: 0.99; `jukelite sample --temperature` still overrides)")
     p.set_defaults(func=cmd_pack)
 
     p = sub.add_parser(

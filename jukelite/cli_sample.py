@@ -50,8 +50,9 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, help="song length in seconds (default 8)")
     p.add_argument("--n-samples", type=int, default=1, help="songs to sample (default 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--temperature", default="0.99", metavar="T | L=T,...",
-                   help="sampling temperature, one value or per level, e.g. 2=0.98,1=0.99,0=0.99")
+    p.add_argument("--temperature", default=None, metavar="T | L=T,...",
+                   help="sampling temperature, one value or per level, e.g. 2=0.98,1=0.99,0=0.99 "
+                   "(default: the model's own, shown by `jukelite info`, else 0.99)")
     p.add_argument("--top-k", type=int, default=0, help="keep the k most likely codes (0 = off)")
     p.add_argument("--top-p", type=float, default=0.0, help="nucleus sampling mass (0 = off)")
     p.add_argument("--levels", metavar="top|all|L",
@@ -180,7 +181,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from jukelite.api import load
 
     _check_combinations(args)
-    temperature = parse_temperature(args.temperature)
+    temperature = None if args.temperature is None else parse_temperature(args.temperature)
     dtype = torch.bfloat16 if args.dtype == "bfloat16" else None
     bars = LevelBars(not args.quiet)
     with warnings.catch_warnings():

@@ -424,6 +424,7 @@ def evaluate_conditioning(
             "sample_rate": rate,
             "levels": levels,
             "upsampled": upsampled,
+            "temperature": {str(level): t for level, t in jb.default_temperature.items()},
             "lyrics_conditioned": lyric_model,
             "lyric_units": units,
             "artists": artist_map,

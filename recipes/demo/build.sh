@@ -15,6 +15,8 @@ upsamplers=$!
 wait "$top"
 wait "$upsamplers"
 rm -rf data/demo
-jukelite pack models/demo data/demo --dtype float16 \
+# Level 0 is sampled at temperature 0.7 by default: measured on held-out songs' real level-1
+# codes, the level-0 upsampler's genre accuracy rises from 0.35 (at 0.99) to 0.55 (0.7 and 0.5).
+jukelite pack models/demo data/demo --dtype float16 --temperature 0=0.7 \
     --note "songs=jukelite data synth --out runs/demo_songs --songs 200 --seconds 12 --sample-rate 16000 --seed 0" \
     --note "built_by=recipes/demo/build.sh"

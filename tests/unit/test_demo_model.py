@@ -94,3 +94,47 @@ def test_cli_pack_and_info_of_the_default_model(complete_bundle, tmp_path, monke
     out = capsys.readouterr().out
     assert str(target) in out
     assert "artists (2): ada, bo" in out and "genre words (2): folk, rock" in out
+
+
+def test_a_packed_temperature_is_the_bundle_default_that_a_request_overrides(
+    complete_bundle, tmp_path
+):
+    packed = tmp_path / "cool"
+    manifest = pack_bundle(complete_bundle, packed, "float32", temperature={0: 0.7})
+    assert manifest["sampling"] == {"temperature": {"0": 0.7}}
+    jb = jukelite.load(packed)
+    assert jb.default_temperature == {0: 0.7, 1: 0.99}
+    assert jukelite.load(complete_bundle).default_temperature == {0: 0.99, 1: 0.99}
+
+    def used(**kwargs) -> dict:
+        song = jb.generate(artist="Ada", genre="rock", seconds=0.03, seed=0, **kwargs)
+        return song.record["request"]["temperature"]
+
+    assert used() == {"0": 0.7, "1": 0.99}
+    assert used(temperature={1: 0.5}) == {"0": 0.7, "1": 0.5}  # unnamed levels: the bundle's
+    assert used(temperature=1.0) == {"0": 1.0, "1": 1.0}
+
+    def codes(**kwargs) -> torch.Tensor:
+        return jb.generate(artist="Ada", genre="rock", seconds=0.1, seed=0, **kwargs).codes[0]
+
+    assert torch.equal(codes(), codes(temperature={0: 0.7}))  # what sampling used
+    assert not torch.equal(codes(), codes(temperature={0: 0.05}))
+    with pytest.raises(BundleError, match=r"level\(s\) \[5\].*levels \[0, 1\]"):
+        pack_bundle(complete_bundle, tmp_path / "bad", temperature={5: 0.7})
+    with pytest.raises(BundleError, match=r"level 0 must be in \(0, 10\]"):
+        pack_bundle(complete_bundle, tmp_path / "bad", temperature={0: 0.0})
+    assert not (tmp_path / "bad").exists()
+
+
+def test_cli_pack_temperature_shows_in_info_and_needs_level_pairs(
+    complete_bundle, tmp_path, capsys
+):
+    target = tmp_path / "cool"
+    assert main(["pack", str(complete_bundle), str(target), "--temperature", "0=0.7"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(target)]) == 0
+    assert "default sampling temperature: level 0 0.7 (other levels 0.99)" in \
+        capsys.readouterr().out
+    assert main(["pack", str(complete_bundle), str(tmp_path / "z"), "--temperature", "0.7"]) \
+        == EXIT_USAGE
+    assert "takes LEVEL=T pairs" in capsys.readouterr().err
