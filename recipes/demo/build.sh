@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild the shipped demo model (data/demo) from nothing: demo songs, the VQ-VAE, three priors,
-# then a float16 copy. About 1 h 10 min on a 2-core CPU. The priors depend only on the VQ-VAE:
+# then a float16 copy. About an hour on a 2-core CPU. The priors depend only on the VQ-VAE:
 # the top prior trains on one core while the two upsamplers train one after the other on the
 # other (small models run faster as one-thread jobs side by side than as one two-thread job).
 set -euo pipefail
@@ -15,8 +15,6 @@ upsamplers=$!
 wait "$top"
 wait "$upsamplers"
 rm -rf data/demo
-# Level 0 is sampled at temperature 0.7 by default: measured on held-out songs' real level-1
-# codes, the level-0 upsampler's genre accuracy rises from 0.35 (at 0.99) to 0.55 (0.7 and 0.5).
-jukelite pack models/demo data/demo --dtype float16 --temperature 0=0.7 \
+jukelite pack models/demo data/demo --dtype float16 \
     --note "songs=jukelite data synth --out runs/demo_songs --songs 200 --seconds 12 --sample-rate 16000 --seed 0" \
     --note "built_by=recipes/demo/build.sh"
