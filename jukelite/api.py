@@ -177,9 +177,9 @@ class Jukebox:
         `levels`: "all", "top" (a quick preview) or the lowest level to sample. `temperature`
         is one value or one per level (default: the bundle's `default_temperature`).
         `progress(level, done, total)` is told after every sampled token (counted over all
-        samples). With `output_dir` the codes and `song.json`
-        are written after every window and each finished level's WAVs as soon as it is done;
-        `resume(output_dir)` continues a stopped run.
+        samples). With `output_dir` the codes and `song.json` are written after every window
+        and each finished level's WAVs as soon as it is done; `resume(output_dir)` continues a
+        stopped run.
         """
         request = self._request(
             "generate", artist, genre, lyrics, self._total(seconds), n_samples, seed,

@@ -351,14 +351,18 @@ def pack_bundle(
     source, target = Path(source), Path(target)
     manifest = read_manifest(source)
     if temperature:
+        from jukelite.sampling import SamplingSettings
+
         levels = sorted(int(level) for level in manifest["priors"])
         unknown = sorted(set(temperature) - set(levels))
         if unknown:
             raise BundleError(f"temperature given for level(s) {unknown}, but {source} has "
                               f"priors for levels {levels}")
         for level, value in temperature.items():
-            if not 0 < value <= 10:
-                raise BundleError(f"temperature of level {level} must be in (0, 10], got {value}")
+            try:
+                SamplingSettings(value)  # the rule sampling itself applies
+            except ValueError as exc:
+                raise BundleError(f"level {level}: {exc}") from None
         manifest["sampling"] = {"temperature": {str(k): float(v)
                                                 for k, v in sorted(temperature.items())}}
     if target.exists():

@@ -175,6 +175,7 @@ def _training_time(provenance: dict) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from jukelite.api import DEFAULT_TEMPERATURE
     from jukelite.bundle import describe
     from jukelite.demo_model import demo_bundle_path
 
@@ -209,7 +210,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     recommended = info["sampling"].get("temperature")
     if recommended:
         shown = ", ".join(f"level {k} {v}" for k, v in sorted(recommended.items()))
-        print(f"default sampling temperature: {shown} (other levels 0.99)")
+        print(f"default sampling temperature: {shown} (other levels {DEFAULT_TEMPERATURE})")
     for level, prior in sorted(priors.items()):
         bits = prior.get("metrics", {}).get("music_bits_per_token")
         provenance = prior.get("provenance", {})
