@@ -9,31 +9,43 @@ Layout (DESIGN.md section 3):
 Components are trained separately and each one adds itself to the bundle; the JSON file is
 updated under a file lock and replaced atomically, so two runs writing into one bundle at once,
 or a run killed half-way, never leave it corrupt.
+
+The shipped demo bundle lives in the repository's `data/demo/` (source checkouts and editable
+installs) and in `<prefix>/share/jukelite/demo/` after a wheel install (pyproject data-files).
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import platform
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock
 from safetensors.torch import load_file, save_file
 
+from jukelite.data.labels import LabelVocabulary
+from jukelite.data.lyrics import LyricsTokenizer
 from jukelite.fileio import atomic_path, write_json_atomic
+from jukelite.prior.model import LevelPrior, PriorConfig
 from jukelite.vqvae.config import VQVAEConfig
 from jukelite.vqvae.model import LevelVQVAE, count_parameters
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "jukelite.json"
+DEMO_NAME = "demo"
+#: Sampling temperature of a level whose bundle records none (Jukebox samples at 0.99).
+DEFAULT_TEMPERATURE = 0.99
 
 
 class BundleError(ValueError):
@@ -93,17 +105,14 @@ def read_manifest(bundle: str | Path) -> dict[str, Any]:
 
 @contextmanager
 def _locked_manifest(bundle: Path) -> Iterator[dict[str, Any]]:
-    """Read-modify-write `jukelite.json` while holding an exclusive lock on the bundle."""
+    """Read-modify-write `jukelite.json` while holding an exclusive lock on the bundle (a
+    portable lock file: the same code on Linux, macOS and Windows)."""
     bundle.mkdir(parents=True, exist_ok=True)
-    with open(bundle / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            path = bundle / MANIFEST_NAME
-            manifest = read_manifest(bundle) if path.exists() else _new_manifest()
-            yield manifest
-            write_json_atomic(path, manifest)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with FileLock(bundle / ".lock"):
+        path = bundle / MANIFEST_NAME
+        manifest = read_manifest(bundle) if path.exists() else _new_manifest()
+        yield manifest
+        write_json_atomic(path, manifest)
 
 
 def _new_manifest() -> dict[str, Any]:
@@ -312,11 +321,11 @@ def save_prior_level(
     return weights
 
 
-def load_prior_level(bundle: str | Path, level: int, device: str | torch.device = "cpu"):
+def load_prior_level(
+    bundle: str | Path, level: int, device: str | torch.device = "cpu"
+) -> LevelPrior:
     """Build prior level `level` from the bundle, in eval mode (built on the meta device and
     filled with the stored tensors, so a large prior is never initialised twice)."""
-    from jukelite.prior.model import LevelPrior, PriorConfig
-
     entry, state, weights = _read_level(Path(bundle), "priors", level, "prior")
     config = PriorConfig.from_dict(entry["config"])
     with torch.device("meta"):
@@ -330,6 +339,13 @@ def load_prior_level(bundle: str | Path, level: int, device: str | torch.device 
 
 
 PACK_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def check_temperature(value: float) -> float:
+    """The one rule for a sampling temperature, whether requested or recorded in a bundle."""
+    if not value > 0:
+        raise ValueError(f"temperature must be > 0, got {value}")
+    return float(value)
 
 
 def pack_bundle(
@@ -351,8 +367,6 @@ def pack_bundle(
     source, target = Path(source), Path(target)
     manifest = read_manifest(source)
     if temperature:
-        from jukelite.sampling import SamplingSettings
-
         levels = sorted(int(level) for level in manifest["priors"])
         unknown = sorted(set(temperature) - set(levels))
         if unknown:
@@ -360,7 +374,7 @@ def pack_bundle(
                               f"priors for levels {levels}")
         for level, value in temperature.items():
             try:
-                SamplingSettings(value)  # the rule sampling itself applies
+                check_temperature(value)
             except ValueError as exc:
                 raise BundleError(f"level {level}: {exc}") from None
         manifest["sampling"] = {"temperature": {str(k): float(v)
@@ -390,3 +404,103 @@ def pack_bundle(
     write_json_atomic(staging / MANIFEST_NAME, manifest)
     staging.rename(target)
     return manifest
+
+
+# ---------------------------------------------------------------------- reading a whole bundle
+@dataclass(frozen=True)
+class Bundle:
+    """A bundle's manifest read once: what sampling and validation need to know about every
+    level, with the weights loaded only when a component is asked for."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @classmethod
+    def open(cls, path: str | Path) -> Bundle:
+        return cls(Path(path), read_manifest(path))
+
+    @property
+    def sample_rate(self) -> int:
+        return self.manifest["sample_rate"]
+
+    @property
+    def channels(self) -> int:
+        return self.manifest["channels"]
+
+    @cached_property
+    def levels(self) -> list[int]:
+        """VQ-VAE levels present, finest first."""
+        return sorted(int(level) for level in self.manifest["vqvae"])
+
+    @property
+    def top_level(self) -> int:
+        return self.levels[-1]
+
+    @cached_property
+    def hop_lengths(self) -> dict[int, int]:
+        return {int(level): hop for level, hop in self.manifest["hop_lengths"].items()}
+
+    @cached_property
+    def prior_configs(self) -> dict[int, PriorConfig]:
+        return {int(level): PriorConfig.from_dict(entry["config"])
+                for level, entry in self.manifest["priors"].items()}
+
+    @cached_property
+    def vocabulary(self) -> LabelVocabulary | None:
+        labels = self.manifest.get("labels")
+        return LabelVocabulary.from_dict(labels) if labels else None
+
+    @cached_property
+    def tokenizer(self) -> LyricsTokenizer | None:
+        lyrics = self.manifest.get("lyrics")
+        return LyricsTokenizer.from_dict(lyrics) if lyrics else None
+
+    @cached_property
+    def default_temperature(self) -> dict[int, float]:
+        """Per level: the bundle's own (`jukelite pack --temperature`), else 0.99."""
+        recorded = self.manifest.get("sampling", {}).get("temperature", {})
+        return {level: float(recorded.get(str(level), DEFAULT_TEMPERATURE))
+                for level in self.levels}
+
+    @cached_property
+    def sha256(self) -> str:
+        """Of `jukelite.json`: names the exact models a sampling run used."""
+        return file_sha256(self.path / MANIFEST_NAME)
+
+    def check_complete(self) -> None:
+        """Sampling needs every VQ-VAE level and a prior for each."""
+        missing = [level for level in self.levels if level not in self.prior_configs]
+        if not self.levels or missing:
+            raise BundleError(
+                f"{self.path} cannot sample yet: it has no prior for level(s) {missing} "
+                f"(VQ-VAE levels {self.levels}, priors {sorted(self.manifest['priors'])})"
+            )
+
+    def vqvae(self, level: int, device: str | torch.device = "cpu") -> LevelVQVAE:
+        return load_vqvae_level(self.path, level, device)
+
+    def prior(
+        self, level: int, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+    ) -> LevelPrior:
+        prior = load_prior_level(self.path, level, device)
+        return prior if dtype is None else prior.to(dtype)
+
+
+# ---------------------------------------------------------------------- the demo bundle
+def demo_bundle_candidates() -> list[Path]:
+    """Places the shipped demo bundle is looked for, first match wins."""
+    repository = Path(__file__).resolve().parents[1] / "data" / DEMO_NAME
+    return [repository, Path(sys.prefix) / "share" / "jukelite" / DEMO_NAME]
+
+
+def demo_bundle_path() -> Path:
+    """The directory of the shipped demo bundle; a clear error when the install lacks it."""
+    candidates = demo_bundle_candidates()
+    for folder in candidates:
+        if (folder / MANIFEST_NAME).is_file():
+            return folder
+    searched = ", ".join(str(c) for c in candidates)
+    raise BundleError(
+        f"the demo model is not installed (looked in {searched}); install jukelite from its "
+        "repository (pip install -e .) or pass --model / the path of a trained bundle"
+    )

@@ -9,17 +9,29 @@ for that stretch of audio, and for upsamplers the codes of the level above.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from jukelite.data.code_cache import CodeCache
 from jukelite.data.labels import LabelVocabulary, label_vector
 from jukelite.data.lyrics import LyricsTokenizer, lyric_window, timed_lyric_window
 from jukelite.data.manifest import ManifestEntry
+
+
+class SongCodes(Protocol):
+    """The codes of every song at one level (`jukelite.train.code_cache.CodeCache`)."""
+
+    hop_length: int
+    sample_rate: int
+
+    def prepare(self, entries: Sequence[ManifestEntry], progress: bool = True) -> list[int]: ...
+
+    def load(self, path: str | os.PathLike[str]) -> np.ndarray: ...
 
 
 class CodeWindowDataset(Dataset):
@@ -28,10 +40,10 @@ class CodeWindowDataset(Dataset):
     def __init__(
         self,
         entries: Sequence[ManifestEntry],
-        codes: CodeCache,
+        codes: SongCodes,
         n_ctx: int,
         vocabulary: LabelVocabulary | None = None,
-        upper: CodeCache | None = None,
+        upper: SongCodes | None = None,
         upsample_ratio: int = 1,
         tokenizer: LyricsTokenizer | None = None,
         n_tokens: int = 0,

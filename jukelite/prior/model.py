@@ -26,16 +26,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from jukelite.config_dict import DictConfig
-from jukelite.data.labels import TimingRange
+from jukelite.data.labels import TimingRange, label_vector
+from jukelite.data.lyrics import lyric_window
 from jukelite.prior.attention import AttnType, KVCache, SparseAttention, attention_schedule
 from jukelite.prior.conditioning import LabelConditioner, UpsamplerConditioner
+from jukelite.strict_config import StrictConfig
 
 LYRICS_MODES = ("none", "encoder", "single")
 
 
 @dataclass
-class PriorConfig(DictConfig):
+class PriorConfig(StrictConfig):
     """Sizes and conditioning of one level prior (Jukebox hyperparameter names where they exist)."""
 
     level: int = 0
@@ -328,6 +329,27 @@ class Conditioning(NamedTuple):
     lyrics_logits: Tensor | None  # next-character logits of the lyrics encoder
 
 
+@dataclass(frozen=True)
+class SongConditions:
+    """What a whole song is conditioned on, as the ids priors read; every level's window of the
+    song takes its labels, timing and lyric window from here."""
+
+    total_samples: int  # song length in audio samples
+    artist_id: int = 0
+    genre_ids: tuple[int, ...] = (0,)
+    lyric_tokens: tuple[int, ...] = ()  # the whole song's lyric ids
+
+
+class WindowInputs(NamedTuple):
+    """A window's conditioning and the lyric window it was built from."""
+
+    cond: Conditioning
+    lyrics: Tensor | None  # the lyric window [N, n_tokens], or None without lyrics
+    lyric_start: int  # song index of the lyric window's first character
+    prefix: Tensor  # what precedes the music codes in the sequence: the lyric window in
+    # `single` mode, else nothing ([N, 0])
+
+
 class PriorOutput(NamedTuple):
     logits: Tensor  # [N, seq_len, vocab]
     loss: Tensor  # bits per token, weighted as Jukebox weights music and lyrics
@@ -438,6 +460,43 @@ class LevelPrior(nn.Module):
             elif x_cond is not None:  # single: no conditioning signal over the lyric prefix
                 x_cond = torch.cat([x_cond.new_zeros(batch, c.n_tokens, c.width), x_cond], dim=1)
         return Conditioning(start, x_cond, encoder_kv, lyrics_logits)
+
+    def window_inputs(
+        self,
+        song: SongConditions,
+        hop_length: int,
+        start: int,
+        batch: int,
+        upper: Tensor | None = None,
+    ) -> WindowInputs:
+        """Conditioning of the window of this level that starts at code `start` of `song`, for
+        `batch` samples: labels and timing for its offset, its lyric window, and for upsamplers
+        the matching slice of `upper` (the level above's codes of the whole song, [batch, t];
+        a song shorter than a window is padded). `hop_length` is this level's audio samples
+        per code. Tensors are made on the prior's device."""
+        c, device = self.config, self.embedding.x_emb.weight.device
+        length, offset = c.n_ctx * hop_length, start * hop_length
+        y = lyrics = upper_window = None
+        lyric_start = 0
+        if c.labels:
+            y = label_vector(song.total_samples, offset, length, song.artist_id,
+                             list(song.genre_ids))
+            y = y[None].expand(batch, -1).to(device)
+        if c.lyrics != "none":
+            chars = lyric_window(list(song.lyric_tokens), song.total_samples, offset, length,
+                                 c.n_tokens)
+            lyrics = torch.tensor([chars.tokens] * batch, device=device)
+            lyric_start = chars.start
+        if c.upsampler:
+            if upper is None:
+                raise ValueError(f"prior level {c.level} is an upsampler: pass the upper codes")
+            ratio = self.upsample_ratio
+            piece = upper[:, start // ratio : (start + c.n_ctx) // ratio]
+            missing = c.n_ctx // ratio - piece.shape[1]
+            upper_window = F.pad(piece, (0, missing)).to(device)
+        prefix = lyrics if c.lyrics == "single" else torch.zeros(
+            batch, 0, dtype=torch.long, device=device)
+        return WindowInputs(self.condition(y, upper_window, lyrics), lyrics, lyric_start, prefix)
 
     def sequence(self, codes: Tensor, lyrics: Tensor | None = None) -> Tensor:
         """The token sequence the Transformer models: music codes, after the lyric prefix (with

@@ -20,7 +20,6 @@ from jukelite.bundle import (
     read_manifest,
     save_prior_level,
 )
-from jukelite.data.code_cache import CodeCache
 from jukelite.data.code_windows import CodeWindowDataset
 from jukelite.data.dataset import AudioCache, evenly_spaced, split_entries
 from jukelite.data.labels import LabelVocabulary
@@ -28,6 +27,7 @@ from jukelite.data.lyrics import LyricsTokenizer, normalize_lyrics
 from jukelite.data.manifest import read_manifest as read_song_manifest
 from jukelite.prior.model import LevelPrior, PriorConfig
 from jukelite.recipes import PriorRecipe, recipe_to_dict
+from jukelite.train.code_cache import CodeCache
 from jukelite.train.distributed import DistributedContext
 
 

@@ -10,7 +10,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from jukelite.config_dict import DictConfig
+from jukelite.strict_config import StrictConfig
 
 REFERENCE_SAMPLE_RATE = 44100  # the rate at which Jukebox quotes every STFT size
 
@@ -32,7 +32,7 @@ def scale_stft_resolution(
 
 
 @dataclass
-class VQVAEConfig(DictConfig):
+class VQVAEConfig(StrictConfig):
     """Sizes of every level's autoencoder; per-level lists are indexed by level (0 = finest)."""
 
     sample_rate: int = 22050

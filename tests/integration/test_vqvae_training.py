@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from jukelite.audio import load_audio
-from jukelite.autoencode import decode_codes, encode_audio
 from jukelite.bundle import load_vqvae_level, read_manifest
+from jukelite.vqvae.chunked import decode_codes, encode_audio
 from jukelite.vqvae.losses import reconstruction_metrics
 
 # Measured with exactly this setup (CPU, seed 0, 300 steps, this machine): spectral convergence

@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from jukelite.alignment import (
+from jukelite.data.lyrics import LyricsTokenizer
+from jukelite.inference.alignment import (
     LyricAlignment,
     align_level,
+    align_song,
     alignment_layer,
     build_alignment,
     char_start_times,
@@ -23,9 +25,9 @@ from jukelite.alignment import (
     window_attention,
     write_alignment,
 )
-from jukelite.data.lyrics import LyricsTokenizer
+from jukelite.inference.schedule import WindowSchedule
 from jukelite.prior.attention import AttnType
-from jukelite.prior.model import LevelPrior
+from jukelite.prior.model import LevelPrior, SongConditions
 
 from .test_prior_model import build, tiny
 
@@ -164,95 +166,110 @@ def test_window_attention_refuses_other_layers_and_heads():
 # A whole level.
 
 
-SONG = torch.randint(1, 9, (18,), generator=torch.Generator().manual_seed(4))
+HOP = 25  # audio samples per code (the tiny priors' timing range is 2-20 s at 100 Hz)
+LYRIC_IDS = tuple(torch.randint(1, 9, (18,), generator=torch.Generator().manual_seed(4)).tolist())
 
 
-def window_lyrics(lyric_start: int, n_tokens: int = 8) -> torch.Tensor:
-    ids = [int(SONG[c]) if 0 <= c < len(SONG) else 0 for c in range(lyric_start, lyric_start + 8)]
-    return torch.tensor(ids).expand(2, n_tokens)
+def song_of(codes: torch.Tensor, lyrics: tuple[int, ...] = LYRIC_IDS) -> SongConditions:
+    return SongConditions(max(codes.shape[1], 8) * HOP, 1, (2, 3), lyrics)
 
 
-def windows_for(prior, inputs, lyric_starts, pass_ids):
-    def windows(start):
-        ids = window_lyrics(lyric_starts[start])
-        cond = prior.condition(inputs["y"], lyrics=ids)
-        return cond, ids if pass_ids else None, lyric_starts[start]
-
-    return windows
+def window_weights(prior, codes, song, start, layer, head):
+    """What the window at `start` attended to, computed by hand: (weights of its music
+    positions over its lyric window, song index of lyric position 0, its lyric ids)."""
+    config = prior.config
+    inputs = prior.window_inputs(song, HOP, start, codes.shape[0])
+    music = codes[:, start : start + config.n_ctx]
+    music = torch.nn.functional.pad(music, (0, config.n_ctx - music.shape[1]))
+    tokens = prior.sequence(music, inputs.lyrics)
+    weights = window_attention(prior, tokens, inputs.cond, layer, head)
+    return weights, inputs.lyric_start, inputs.lyrics
 
 
 @pytest.mark.parametrize("kind", ["encoder", "single"])
 @torch.no_grad()
-def test_align_level_over_several_windows(kind):
-    prior, _, inputs = build(kind)
+def test_align_level_takes_each_row_from_the_window_that_sampled_it(kind):
+    prior, _, _ = build(kind)
     config = prior.config
     codes = torch.randint(0, config.bins, (2, 40), generator=torch.Generator().manual_seed(5))
-    # Window starts 0, 8, 16, 24 (hop 8); lyric windows left-padded, inside, clipped at the end.
-    lyric_starts = {0: -3, 8: 2, 16: 7, 24: 14}
-    single = kind == "single"
-    windows = windows_for(prior, inputs, lyric_starts, pass_ids=single)
+    song = song_of(codes)
     layer, head = alignment_layer(config, prior.transformer.blocks)
-    song = align_level(prior, codes, windows, 0.5, layer, head, n_chars=18)
-    assert song.shape == (2, 40, 18) and song.dtype == torch.float32
+    got = align_level(prior, codes, song, HOP, layer, head, hop_fraction=0.5)
+    assert got.shape == (2, 40, 18) and got.dtype == torch.float32
 
-    expected = torch.zeros(2, 40, 18)
-    generated = {0: (0, 16), 8: (16, 24), 16: (24, 32), 24: (32, 40)}
-    for start, (lo, hi) in generated.items():
-        cond, ids, lyric_start = windows(start)
-        lyrics = window_lyrics(lyric_start) if single else None
-        weights = window_attention(prior, prior.sequence(codes[:, start : start + 16], lyrics),
-                                   cond, layer, head)
-        for i in range(8):
-            char = lyric_start + i
-            if 0 <= char < 18:
-                expected[:, lo:hi, char] = weights[:, lo - start : hi - start, i]
-    torch.testing.assert_close(song, expected, atol=1e-6, rtol=1e-5)
-    sums = song.sum(-1)
-    assert (sums <= 1 + 1e-5).all()
-    assert (song[:, :16, 5:] == 0).all() and (song[:, 32:, :14] == 0).all()
-    if not single:  # rows 16..24 come from a window whose 8 characters are all in the song
-        torch.testing.assert_close(sums[:, 16:24], torch.ones(2, 8))
+    expected, done, starts = torch.zeros(2, 40, 18), 0, []
+    for window in WindowSchedule(40, config.n_ctx, 0.5):  # starts 0, 8, 16, 24
+        weights, lyric_start, _ = window_weights(prior, codes, song, window.start, layer, head)
+        starts.append(lyric_start)
+        for i in range(config.n_tokens):
+            if 0 <= lyric_start + i < 18:
+                expected[:, done : window.end, lyric_start + i] = \
+                    weights[:, done - window.start : window.end - window.start, i]
+        done = window.end
+    # The lyric window slides along the song and stays inside it.
+    assert starts[0] == 0 and starts[-1] == 18 - config.n_tokens and len(set(starts)) > 2
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+    assert (got.sum(-1) <= 1 + 1e-5).all()
+    assert (got[:, :16, starts[0] + config.n_tokens :] == 0).all()  # outside the lyric window
 
 
 @torch.no_grad()
 def test_padding_ids_are_skipped_even_inside_the_song():
-    """A timed lyric window may pad at valid song indices: those columns stay 0."""
-    prior, _, inputs = build("single")
+    prior, _, _ = build("single")
     codes = torch.randint(0, 11, (2, 16), generator=torch.Generator().manual_seed(6))
-    ids = torch.tensor([0, 0, 3, 4, 5, 6, 7, 8]).expand(2, 8)
-
-    def windows(start):
-        return prior.condition(inputs["y"], lyrics=ids), ids, 2
-
-    song = align_level(prior, codes, windows, 0.5, 15, 0, n_chars=12)
-    assert (song[..., :4] == 0).all() and (song[..., 10:] == 0).all()
-    assert (song[..., 4:10] > 0).all()
+    lyrics = (3, 4, 0, 0, 5, 6, 7, 8)
+    got = align_level(prior, codes, song_of(codes, lyrics), HOP, 15, 0, hop_fraction=0.5)
+    weights, lyric_start, ids = window_weights(prior, codes, song_of(codes, lyrics), 0, 15, 0)
+    assert lyric_start == 0 and ids[0].tolist() == list(lyrics)
+    assert (got[..., 2:4] == 0).all()
+    assert (got[..., [0, 1, 4, 5, 6, 7]] > 0).all()
 
 
 @pytest.mark.parametrize("kind", ["encoder", "single"])
 @torch.no_grad()
 def test_a_song_shorter_than_a_window_is_padded_after_the_music(kind):
-    prior, _, inputs = build(kind)
+    prior, _, _ = build(kind)
     config = prior.config
     codes = torch.randint(0, config.bins, (2, 10), generator=torch.Generator().manual_seed(7))
-    windows = windows_for(prior, inputs, {0: 0}, pass_ids=kind == "single")
+    song = song_of(codes, LYRIC_IDS[:8])
     layer, head = alignment_layer(config, prior.transformer.blocks)
-    song = align_level(prior, codes, windows, 0.5, layer, head, n_chars=8)
-    assert song.shape == (2, 10, 8)
-    cond, _, _ = windows(0)
-    lyrics = window_lyrics(0) if kind == "single" else None
+    got = align_level(prior, codes, song, HOP, layer, head)
+    assert got.shape == (2, 10, 8)
+    inputs = prior.window_inputs(song, HOP, 0, 2)
     for pad in (0, 3):  # what fills the rest of the window cannot reach the real positions
         padded = torch.cat([codes, torch.full((2, 6), pad)], dim=1)
-        weights = window_attention(prior, prior.sequence(padded, lyrics), cond, layer, head)
-        torch.testing.assert_close(song, weights[:, :10], atol=1e-6, rtol=1e-5)
+        weights = window_attention(prior, prior.sequence(padded, inputs.lyrics), inputs.cond,
+                                   layer, head)
+        columns = inputs.lyric_start + torch.arange(8)
+        inside = (columns >= 0) & (columns < 8)
+        torch.testing.assert_close(got[:, :, columns[inside]], weights[:, :10, inside],
+                                   atol=1e-6, rtol=1e-5)
 
 
-def test_single_mode_needs_the_lyric_ids():
-    prior, _, inputs = build("single")
-    codes = torch.zeros(2, 16, dtype=torch.long)
-    windows = windows_for(prior, inputs, {0: 0}, pass_ids=False)
-    with pytest.raises(ValueError, match="lyric ids"):
-        align_level(prior, codes, windows, 0.5, 15, 0, n_chars=8)
+def test_a_prior_without_lyrics_is_refused():
+    prior, codes, _ = build("top")
+    with pytest.raises(ValueError, match="no lyrics"):
+        align_level(prior, codes, song_of(codes), HOP, 0, 0)
+
+
+@torch.no_grad()
+def test_align_song_reads_every_sample_alone():
+    torch.manual_seed(0)
+    prior = LevelPrior(replace(tiny("encoder")[0], n_vocab=80)).eval()  # the v2 characters
+    codes = torch.randint(0, 11, (2, 24), generator=torch.Generator().manual_seed(8))
+    tokenizer = LyricsTokenizer("v2")
+    text = "la da\nmy song"
+    song = SongConditions(24 * HOP, 1, (2, 3), tuple(tokenizer.encode(text)))
+    aligned = align_song(prior, song, codes, HOP, 100, text, tokenizer)
+    layer, head = alignment_layer(prior.config, prior.transformer.blocks)
+    assert aligned.meta == {"level": prior.config.level, "layer": layer, "head": head}
+    assert aligned.seconds_per_token == HOP / 100 and len(aligned.samples) == 2
+    for index in range(2):
+        alone = align_level(prior, codes[index : index + 1], song, HOP, layer, head)[0]
+        np.testing.assert_array_equal(aligned.matrices[index], alone.numpy())
+        assert [w for w, _ in aligned.samples[index].words] == ["la", "da", "my", "song"]
+    record = aligned.to_record()
+    assert record["layer"] == layer and len(record["samples"]) == 2
 
 
 # ---------------------------------------------------------------------------------------------

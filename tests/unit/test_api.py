@@ -12,10 +12,10 @@ import jukelite
 from jukelite.api import LyricsWarning
 from jukelite.audio import AudioError
 from jukelite.bundle import BundleError
-from jukelite.codes import load_codes
 from jukelite.data.labels import UnknownLabelError
+from jukelite.inference.codes import load_codes
+from jukelite.inference.schedule import window_starts
 from jukelite.prior.model import LevelPrior
-from jukelite.sampling import window_starts
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -406,7 +406,7 @@ def test_no_n_by_n_tensor_at_long_context(kind):
 
 
 def test_bench_attention_reports_every_type_and_length():
-    from jukelite.prior.attention_bench import bench_attention
+    from jukelite.bench.attention import bench_attention
 
     report = bench_attention(n_ctx_list=(32, 64), width=16, heads=2, block_ctx=8, repeats=1)
     rows = report["results"]

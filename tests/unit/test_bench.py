@@ -60,7 +60,7 @@ def test_bench_prior_custom_shape(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_bench_prior_shapes_and_overrides() -> None:
-    from jukelite.bench import prior_shape
+    from jukelite.bench.prior import prior_shape
 
     args = build_parser().parse_args(["bench", "prior", "--depth", "3"])
     assert args.shape == "tiny,small" and args.batch is None
@@ -87,10 +87,11 @@ def test_single_batch_benchmarks_get_one_int_and_their_own_seconds(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from jukelite import bench
+    from jukelite.bench import prior, vqvae
 
     seen: list = []
-    monkeypatch.setattr(bench, "bench_vqvae", lambda args: seen.append(args) or {})
-    monkeypatch.setattr(bench, "bench_prior", lambda args: seen.append(args) or {})
+    monkeypatch.setattr(vqvae, "bench_vqvae", lambda args: seen.append(args) or {})
+    monkeypatch.setattr(prior, "bench_prior", lambda args: seen.append(args) or {})
     parser = build_parser()
     bench.run_benchmark(parser.parse_args(["bench", "vqvae"]))
     bench.run_benchmark(parser.parse_args(["bench", "prior", "--batch", "3", "--seconds", "2"]))

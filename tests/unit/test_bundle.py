@@ -16,7 +16,7 @@ from jukelite.bundle import (
     save_vqvae_level,
     vqvae_levels,
 )
-from jukelite.codes import CODES_FORMAT, CodesError, load_codes, save_codes
+from jukelite.inference.codes import CODES_FORMAT, CodesError, load_codes, save_codes
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

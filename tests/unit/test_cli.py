@@ -10,8 +10,8 @@ import yaml
 
 from jukelite.audio import audio_info, save_audio
 from jukelite.cli import EXIT_USAGE, main
-from jukelite.codes import load_codes
 from jukelite.data.manifest import read_manifest
+from jukelite.inference.codes import load_codes
 from jukelite.vqvae import VQVAE, VQVAEConfig, count_parameters
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -9,8 +9,8 @@ import soundfile as sf
 import torch
 
 from jukelite.cli import main
-from jukelite.cli_sample import parse_temperature
-from jukelite.codes import load_codes
+from jukelite.cli.sample import parse_temperature
+from jukelite.inference.codes import load_codes
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -68,7 +68,7 @@ def test_prime_and_upsample(bundle, tmp_path):
     assert sample(bundle, "--artist", "Ada", "--genre", "rock", "--prime", str(prompt),
                   "--prime-seconds", "0.02", "--seconds", "0.06", "-o", str(out)) == 0
     primed, _ = load_codes(out / "codes.safetensors")
-    from jukelite.autoencode import encode_file
+    from jukelite.inference.codec import encode_file
 
     encode_file(kept, bundle, tmp_path / "prompt_codes.safetensors", progress=False)
     own, _ = load_codes(tmp_path / "prompt_codes.safetensors")

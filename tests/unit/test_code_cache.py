@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-import jukelite.data.code_cache as code_cache
+import jukelite.train.code_cache as code_cache
 from jukelite.audio import load_audio, save_audio
-from jukelite.autoencode import encode_audio
 from jukelite.bundle import BundleError, load_vqvae_level
-from jukelite.data.code_cache import CodeCache
 from jukelite.data.dataset import AudioCache
 from jukelite.data.manifest import ManifestEntry
+from jukelite.train.code_cache import CodeCache
+from jukelite.vqvae.chunked import encode_audio
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 import jukelite
-from jukelite import demo_model
+from jukelite import bundle as demo_model
 from jukelite.bundle import BundleError, file_sha256, load_prior_level, pack_bundle, read_manifest
 from jukelite.cli import EXIT_USAGE, main
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from jukelite.plots import (
+from jukelite.inference.plots import (
     _hz_to_mel,
     _max_pool,
     _mel_db,

@@ -10,20 +10,20 @@ from typing import Any
 import pytest
 import torch
 
-from jukelite.cli import build_parser, main
-from jukelite.data.labels import LabelVocabulary
-from jukelite.data.manifest import ManifestEntry
-from jukelite.prior.model import LevelPrior, PriorConfig
-from jukelite.sample_bench import (
+from jukelite.bench.sample import (
     SETTINGS,
     batch_list,
     bench_sample,
     naive_window,
-    random_conditioning,
+    random_window_inputs,
     time_render,
     time_sampling,
 )
-from jukelite.sampling import sample_window
+from jukelite.cli import build_parser, main
+from jukelite.data.labels import LabelVocabulary
+from jukelite.data.manifest import ManifestEntry
+from jukelite.inference.window import sample_window
+from jukelite.prior.model import LevelPrior, PriorConfig
 
 from .test_prior_model import tiny
 
@@ -89,7 +89,7 @@ def test_naive_reference_draws_what_the_cached_sampler_draws(kind: str):
     torch.manual_seed(0)
     config, _ = tiny(kind)
     prior = LevelPrior(config).eval()
-    cond, prefix = random_conditioning(prior, 2, torch.Generator().manual_seed(1))
+    cond, _, _, prefix = random_window_inputs(prior, 2, torch.Generator().manual_seed(1))
     assert prefix.shape == (2, config.n_tokens if kind == "single" else 0)
     length = prefix.shape[1] + 5
     cached = sample_window(prior, cond, prefix, SETTINGS, torch.Generator().manual_seed(3),

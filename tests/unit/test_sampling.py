@@ -1,4 +1,5 @@
-"""Logits filters and cached window sampling: seeded, prefix-preserving, equal to naive sampling."""
+"""Logits filters, cached window sampling and level sampling: seeded, prefix-preserving, equal
+to naive sampling, conditioned per window by the prior itself."""
 
 from __future__ import annotations
 
@@ -9,15 +10,12 @@ import pytest
 import torch
 
 from jukelite.data.labels import label_vector
-from jukelite.sampling import (
-    SamplingSettings,
-    batch_chunks,
-    filter_logits,
-    sample_from_logits,
-    sample_level,
-    sample_window,
-    window_starts,
-)
+from jukelite.data.lyrics import lyric_window
+from jukelite.inference.level import LevelJob, sample_level
+from jukelite.inference.options import SamplingSettings
+from jukelite.inference.schedule import WindowSchedule, batch_chunks, window_starts
+from jukelite.inference.window import filter_logits, sample_from_logits, sample_window
+from jukelite.prior.model import SongConditions
 
 from .test_prior_model import build
 
@@ -102,52 +100,53 @@ def test_window_starts_follow_jukebox(total, expected):
     assert window_starts(total, n_ctx=4, hop=2) == expected
 
 
-def windowed(kind: str):
-    """A tiny prior and a condition_for(start) giving each window its own labels."""
-    prior, _, inputs = build(kind)
+HOP = 25  # audio samples per code of the tiny priors (timing range 2-20 s at 100 Hz)
+SONG_LYRICS = tuple(torch.randint(1, 9, (30,), generator=torch.Generator().manual_seed(8)).tolist())
 
-    def condition_for(start: int, rows: slice):
-        y = torch.stack([label_vector(400, start, 16, 1, [2, 3]),
-                         label_vector(900, start, 16, 2, [1, -1])])
-        window_inputs = {**inputs, "y": y} if "y" in inputs else inputs
-        window_inputs = {key: value[rows] for key, value in window_inputs.items()}
-        lyrics = window_inputs.get("lyrics") if kind == "single" else None
-        return prior.condition(**window_inputs), lyrics
 
-    return prior, condition_for
+def level_job(kind: str, total: int, seed: int, max_batch_size: int | None = None) -> LevelJob:
+    """A tiny prior sampling `total` codes of one song, windows overlapping by half."""
+    prior, _, _ = build(kind)
+    song = SongConditions(total * HOP, artist_id=1, genre_ids=(2, 3), lyric_tokens=SONG_LYRICS)
+    schedule = WindowSchedule(total, prior.config.n_ctx, hop_fraction=0.5)
+    return LevelJob(prior, song, HOP, schedule, SamplingSettings(), seed,
+                    max_batch_size=max_batch_size)
+
+
+def sample_all(job: LevelJob, codes: torch.Tensor, on_tokens=None) -> list[torch.Tensor]:
+    return list(sample_level(job, codes, on_tokens))
+
+
+EMPTY = torch.zeros(2, 0, dtype=torch.long)
 
 
 @pytest.mark.parametrize("kind", ["top", "single"])
 def test_windows_past_n_ctx_keep_earlier_codes_and_resume_exactly(kind):
-    prior, condition_for = windowed(kind)
-    snapshots = []
-    start = torch.zeros(2, 0, dtype=torch.long)
-    codes = sample_level(prior, 40, condition_for, seed=3, codes=start,
-                         on_window=lambda index, c: snapshots.append(c.clone()))
+    job = level_job(kind, 40, seed=3)
+    snapshots = sample_all(job, EMPTY)
+    codes = snapshots[-1]
     assert codes.shape == (2, 40)
-    assert ((0 <= codes) & (codes < prior.config.bins)).all()
+    assert ((0 <= codes) & (codes < job.prior.config.bins)).all()
     assert len(snapshots) == len(window_starts(40, 16, 8))
     for snapshot in snapshots:  # each window only appends: earlier codes never change
         assert torch.equal(codes[:, : snapshot.shape[1]], snapshot)
-    resumed = sample_level(prior, 40, condition_for, seed=3, codes=snapshots[1])
-    assert torch.equal(resumed, codes)
-    other = sample_level(prior, 40, condition_for, seed=4, codes=start)
+    assert torch.equal(sample_all(job, snapshots[1])[-1], codes)  # resumed
+    other = sample_all(level_job(kind, 40, seed=4), EMPTY)[-1]
     assert not torch.equal(other, codes)
 
 
 def test_a_song_shorter_than_a_window_is_one_short_window():
-    prior, condition_for = windowed("top")
-    empty = torch.zeros(2, 0, dtype=torch.long)
-    codes = sample_level(prior, 10, condition_for, seed=0, codes=empty)
-    assert codes.shape == (2, 10)
+    snapshots = sample_all(level_job("top", 10, seed=0), EMPTY)
+    assert len(snapshots) == 1 and snapshots[0].shape == (2, 10)
 
 
-def test_a_prompt_is_kept():
-    prior, condition_for = windowed("top")
-    prompt = torch.randint(0, prior.config.bins, (2, 12),
+def test_a_prompt_is_kept_and_a_complete_level_samples_nothing():
+    job = level_job("top", 30, seed=0)
+    prompt = torch.randint(0, job.prior.config.bins, (2, 12),
                            generator=torch.Generator().manual_seed(0))
-    codes = sample_level(prior, 30, condition_for, seed=0, codes=prompt)
+    codes = sample_all(job, prompt)[-1]
     assert torch.equal(codes[:, :12], prompt) and codes.shape == (2, 30)
+    assert sample_all(job, codes) == []
 
 
 def test_batch_chunks_cover_every_sample_once():
@@ -158,15 +157,45 @@ def test_batch_chunks_cover_every_sample_once():
 
 
 def test_chunked_batches_give_the_codes_and_progress_of_their_own_seeds():
-    prior, condition_for = windowed("top")
-    empty = torch.zeros(2, 0, dtype=torch.long)
+    job = level_job("top", 30, seed=2, max_batch_size=1)
     counted = []
-    chunked = sample_level(prior, 30, condition_for, seed=2, codes=empty, max_batch_size=1,
-                           on_tokens=counted.append)
+    chunked = sample_all(job, EMPTY, counted.append)[-1]
     assert chunked.shape == (2, 30) and set(counted) == {1} and sum(counted) == 2 * 30
-    again = sample_level(prior, 30, condition_for, seed=2, codes=empty, max_batch_size=1)
-    assert torch.equal(chunked, again)
+    assert torch.equal(chunked, sample_all(job, EMPTY)[-1])
     assert not torch.equal(chunked[0], chunked[1])  # each chunk draws from its own stream
+
+
+@pytest.mark.parametrize("kind", ["top", "upsampler", "encoder", "single"])
+def test_window_inputs_condition_a_window_as_training_windows_are(kind):
+    """The prior's own window conditioning equals the data pipeline's label vector, linear
+    lyric window and upper-code slice for the same stretch of the song."""
+    prior, _, _ = build(kind)
+    config = prior.config
+    song = SongConditions(64 * HOP, artist_id=2, genre_ids=(1,), lyric_tokens=SONG_LYRICS)
+    upper = torch.randint(0, config.bins, (2, 16), generator=torch.Generator().manual_seed(9))
+    start, length = 8, config.n_ctx * HOP
+    got = prior.window_inputs(song, HOP, start, 2, upper if config.upsampler else None)
+    y = label_vector(song.total_samples, start * HOP, length, 2, [1])[None].expand(2, -1)
+    lyrics = upper_window = None
+    if config.lyrics != "none":
+        window = lyric_window(list(SONG_LYRICS), song.total_samples, start * HOP, length,
+                              config.n_tokens)
+        lyrics = torch.tensor([window.tokens] * 2)
+        assert torch.equal(got.lyrics, lyrics) and got.lyric_start == window.start
+    if config.upsampler:
+        ratio = prior.upsample_ratio
+        upper_window = upper[:, start // ratio : (start + config.n_ctx) // ratio]
+    expected = prior.condition(y, upper_window, lyrics)
+    for name in ("start", "x_cond", "encoder_kv"):
+        a, b = getattr(got.cond, name), getattr(expected, name)
+        assert (a is None and b is None) or torch.equal(a, b), name
+    assert got.prefix.shape == ((2, config.n_tokens) if config.lyrics == "single" else (2, 0))
+
+
+def test_an_upsampler_window_needs_the_upper_codes():
+    prior, _, _ = build("upsampler")
+    with pytest.raises(ValueError, match="upper codes"):
+        prior.window_inputs(SongConditions(640), HOP, 0, 2)
 
 
 @pytest.mark.parametrize("kind", ["top", "upsampler", "encoder", "single"])

@@ -13,18 +13,15 @@ import soundfile as sf
 from jukelite.cli import main
 from jukelite.data.manifest import read_manifest
 from jukelite.data.synth import (
-    _ARTIST_SPECS,
-    _GENRE_SPECS,
-    _NOTE_NAMES,
-    _SCALES,
     ARTISTS,
     GENRES,
-    _split_syllable,
     sing_syllable,
     synth_song,
     vowel_formants,
     write_synth_dataset,
 )
+from jukelite.data.synth.score import _NOTE_NAMES, _SCALES, GENRE_SPECS
+from jukelite.data.synth.voice import ARTIST_SPECS, _split_syllable
 
 SR = 22050
 PEAK = 10 ** (-1 / 20)
@@ -320,8 +317,8 @@ def test_artists_have_distinct_timbres():
     for artist in ARTISTS:
         peaks = _formant_peaks(sing_syllable("a", 33, 1.5, artist=artist, steady=True), F0)
         f2[artist] = peaks[1]
-        assert abs(peaks[1] - 1090 * _ARTIST_SPECS[artist].voice.tract) < F0
-    ordered = sorted(ARTISTS, key=lambda name: _ARTIST_SPECS[name].voice.tract)
+        assert abs(peaks[1] - 1090 * ARTIST_SPECS[artist].voice.tract) < F0
+    ordered = sorted(ARTISTS, key=lambda name: ARTIST_SPECS[name].voice.tract)
     assert all(f2[b] - f2[a] > 60 for a, b in zip(ordered, ordered[1:], strict=False)), f2
 
     # Brightness: the pressed rock voice has far more energy above 2 kHz than the dark one.
@@ -350,12 +347,12 @@ def test_artists_have_distinct_timbres():
 
 # ----------------------------------------------------------------------------- genres, lyrics
 def test_genres_have_their_own_tempo_range_and_modes():
-    ranges = sorted((_GENRE_SPECS[g].bpm, g) for g in GENRES)
+    ranges = sorted((GENRE_SPECS[g].bpm, g) for g in GENRES)
     assert all(a[0][1] < b[0][0] for a, b in zip(ranges, ranges[1:], strict=False))  # disjoint
     assert [g for _, g in ranges] == ["ambient", "folk", "rock", "chiptune"]
-    assert len({_GENRE_SPECS[g].modes for g in GENRES}) == len(GENRES)
+    assert len({GENRE_SPECS[g].modes for g in GENRES}) == len(GENRES)
     for genre in GENRES:
-        spec = _GENRE_SPECS[genre]
+        spec = GENRE_SPECS[genre]
         for seed in range(6):
             song = synth_song(seed, 0.5, genre=genre)
             assert spec.bpm[0] <= song.bpm <= spec.bpm[1]

@@ -1,6 +1,6 @@
 """`jukelite sample`: generate, continue (--prime), re-upsample (--upsample) or resume a song.
 
-A thin layer over `jukelite.api.Jukebox`: it turns options into one API call, draws a progress
+A thin layer over `jukelite.Jukebox`: it turns options into one API call, draws a progress
 bar per level (codes per second and ETA) and reports what it wrote.
 """
 
@@ -12,6 +12,8 @@ import sys
 import warnings
 from pathlib import Path
 from typing import Any
+
+from jukelite.cli.common import UsageError
 
 EPILOG = """\
 outputs (OUTDIR):
@@ -30,10 +32,6 @@ examples:
       --artist "Mira Vale" --genre ambient -o continued/
   jukelite sample --model models/tiny --upsample out/codes.safetensors --seed 7 -o again/
 """
-
-
-class SampleUsageError(ValueError):
-    """Options that cannot be combined or values that cannot be used."""
 
 
 def add_sample_arguments(p: argparse.ArgumentParser) -> None:
@@ -87,7 +85,7 @@ def parse_temperature(text: str) -> float | dict[int, float]:
         pairs = (part.split("=") for part in text.split(","))
         return {int(level): float(value) for level, value in pairs}
     except ValueError:
-        raise SampleUsageError(
+        raise UsageError(
             f"--temperature must be a number or LEVEL=T pairs like 2=0.98,1=0.99; got {text!r}"
         ) from None
 
@@ -129,9 +127,9 @@ def _lyrics(args: argparse.Namespace) -> str | None:
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SampleUsageError(f"--lyrics-file {path} does not exist") from None
+        raise UsageError(f"--lyrics-file {path} does not exist") from None
     except UnicodeDecodeError as exc:
-        raise SampleUsageError(f"--lyrics-file {path} is not UTF-8 text ({exc})") from None
+        raise UsageError(f"--lyrics-file {path} is not UTF-8 text ({exc})") from None
 
 
 def _check_combinations(args: argparse.Namespace) -> None:
@@ -142,24 +140,24 @@ def _check_combinations(args: argparse.Namespace) -> None:
             ("--prime", args.prime), ("--upsample", args.upsample), ("-o", args.output),
         ) if value is not None]
         if given:
-            raise SampleUsageError(
+            raise UsageError(
                 f"--resume takes every setting from OUTDIR/song.json; drop {', '.join(given)} "
                 "(only --levels, --device, --dtype, --compile and --quiet may change)"
             )
         return
     if args.output is None:
-        raise SampleUsageError("give an output directory with -o OUTDIR (or --resume OUTDIR)")
+        raise UsageError("give an output directory with -o OUTDIR (or --resume OUTDIR)")
     if args.prime and args.upsample:
-        raise SampleUsageError("--prime and --upsample cannot be combined")
+        raise UsageError("--prime and --upsample cannot be combined")
     if args.prime_seconds is not None and not args.prime:
-        raise SampleUsageError("--prime-seconds needs --prime AUDIO")
+        raise UsageError("--prime-seconds needs --prime AUDIO")
     if args.upsample and args.seconds is not None:
-        raise SampleUsageError("--upsample takes the length from the codes; drop --seconds")
+        raise UsageError("--upsample takes the length from the codes; drop --seconds")
     if args.prime and args.seconds is None:
-        raise SampleUsageError("--prime needs --seconds: the length of the whole song")
+        raise UsageError("--prime needs --seconds: the length of the whole song")
     song = Path(args.output) / "song.json"
     if song.exists() and not args.overwrite:
-        raise SampleUsageError(
+        raise UsageError(
             f"{args.output} already holds a run; continue it with --resume {args.output} or "
             "replace it with --overwrite"
         )
@@ -167,7 +165,7 @@ def _check_combinations(args: argparse.Namespace) -> None:
 
 def _upsample_source(path: Path) -> tuple[dict[int, Any], dict[str, Any]]:
     """Codes to re-upsample and, when the run's song.json lies beside them, its request."""
-    from jukelite.codes import load_codes
+    from jukelite.inference.codes import load_codes
 
     codes, _ = load_codes(path)
     song = path.parent / "song.json"
@@ -198,7 +196,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
                 out = Path(args.output)
                 song = _start(jb, args, temperature, bars)
         except ValueError as exc:  # bad labels, lengths, settings: say so, no traceback
-            raise SampleUsageError(str(exc)) from exc
+            raise UsageError(str(exc)) from exc
         finally:
             bars.close()
     _report(song, out)

@@ -29,20 +29,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from jukelite.api import HOP_FRACTION_TOP, HOP_FRACTION_UPSAMPLER
-from jukelite.bench import _environment, _prior_config, _time, prior_shape
-from jukelite.data.labels import label_vector
-from jukelite.prior.model import Conditioning, LevelPrior
-from jukelite.sampling import SamplingSettings, sample_from_logits, sample_window
+from jukelite.bench.prior import prior_config, prior_shape
+from jukelite.bench.shapes import SAMPLE_DEFAULTS, SAMPLE_SHAPES
+from jukelite.bench.timing import environment, median_time
+from jukelite.inference.options import SamplingSettings
+from jukelite.inference.schedule import HOP_FRACTION_TOP, HOP_FRACTION_UPSAMPLER
+from jukelite.inference.window import sample_from_logits, sample_window
+from jukelite.prior.model import Conditioning, LevelPrior, SongConditions, WindowInputs
 from jukelite.vqvae.model import count_parameters
 
-SAMPLE_DEFAULTS: dict[str, Any] = {
-    "batch": "1,8",
-    "tokens": 512,
-    "naive_tokens": 4,
-    "seconds": 10.0,
-}
-SAMPLE_SHAPES = ("tiny", "small", "custom")
 DTYPES = {"float32": torch.float32, "bf16": torch.bfloat16}
 SETTINGS = SamplingSettings(temperature=1.0)  # no filters: their cost is not the prior's
 RENDER_LYRICS = "la la la, a random song for a random model, la la la"
@@ -104,7 +99,7 @@ class PriorCase:
 
 def tiny_bundle(directory: str | Path) -> Path:
     """The tiny recipes' VQ-VAE and priors with random weights, written to `directory`."""
-    from jukelite.random_bundle import build_random_bundle, tiny_recipes
+    from jukelite.bench.random_bundle import build_random_bundle, tiny_recipes
 
     vqvae_recipe, prior_recipes = tiny_recipes()
     return build_random_bundle(Path(directory) / "tiny", vqvae_recipe, prior_recipes)
@@ -128,7 +123,7 @@ def prior_cases(
         return
     sizes = prior_shape(name, argparse.Namespace(**{**vars(args), "batch": None}))
     torch.manual_seed(0)
-    prior = LevelPrior(_prior_config(sizes)).to(device).eval()
+    prior = LevelPrior(prior_config(sizes)).to(device).eval()
     yield PriorCase("any", prior, HOP_FRACTION_TOP, f"bench prior shape {name}")
 
 
@@ -141,37 +136,28 @@ def conditioning_kinds(prior: LevelPrior) -> list[str]:
     return kinds
 
 
-def random_conditioning(
+def random_window_inputs(
     prior: LevelPrior, batch: int, generator: torch.Generator
-) -> tuple[Conditioning, Tensor]:
-    """Valid random inputs of the right shapes -> (conditioning, the window's fixed prefix:
-    the lyric window for a single-stack lyrics prior, else empty)."""
+) -> WindowInputs:
+    """The first window of a random song inside the prior's timing range (random labels,
+    lyrics and upper codes), conditioned as sampling conditions it."""
     c = prior.config
-    device = prior.embedding.x_emb.weight.device
 
-    def randint(high: int, size: tuple[int, ...], low: int = 0) -> Tensor:
-        return torch.randint(low, high, size, generator=generator).to(device)
+    def randint(high: int, size: int, low: int = 0) -> list[int]:
+        return torch.randint(low, max(high, low + 1), (size,), generator=generator).tolist()
 
-    y = upper = lyrics = None
-    if c.labels:
-        seconds = min(max(10.0, c.min_duration), c.max_duration)  # inside the timing range
-        total = int(seconds * c.sample_rate)
-        y = torch.stack([
-            label_vector(total, 0, c.n_ctx, int(artist), genres.tolist())
-            for artist, genres in zip(
-                randint(c.artist_bins, (batch,)),
-                randint(c.genre_bins, (batch, c.max_bow_genre_size)),
-                strict=True,
-            )
-        ]).to(device)
+    seconds = min(max(10.0, c.min_duration), c.max_duration)
+    song = SongConditions(
+        total_samples=int(seconds * c.sample_rate),
+        artist_id=randint(c.artist_bins, 1)[0],
+        genre_ids=tuple(randint(c.genre_bins, c.max_bow_genre_size)),
+        lyric_tokens=tuple(randint(c.n_vocab, 4 * c.n_tokens, low=1)),  # 0 is padding
+    )
+    upper = None
     if c.upsampler:
-        upper = randint(c.bins, (batch, c.n_ctx // prior.upsample_ratio))
-    if c.lyrics != "none":
-        lyrics = randint(c.n_vocab, (batch, c.n_tokens), low=1)  # 0 is padding
-    cond = prior.condition(y, upper, lyrics)
-    if c.lyrics == "single":
-        return cond, lyrics
-    return cond, torch.zeros(batch, 0, dtype=torch.long, device=device)
+        upper = torch.randint(0, c.bins, (batch, c.n_ctx // prior.upsample_ratio),
+                              generator=generator)
+    return prior.window_inputs(song, 1, 0, batch, upper)
 
 
 def naive_window(
@@ -219,28 +205,28 @@ def time_sampling(
     static step's, when asked: its one-off compile falls in `_time`'s warm-up run)."""
     c = prior.config
     generator = torch.Generator().manual_seed(batch)
-    cond, prefix = random_conditioning(prior, batch, generator)
+    cond, _, _, prefix = random_window_inputs(prior, batch, generator)
     known = prefix.shape[1]
     cached_tokens = min(tokens, c.n_ctx)
     naive_tokens = min(naive_tokens, c.n_ctx)
-    cached_s = _time(
+    cached_s = median_time(
         partial(sample_window, prior, cond, prefix, SETTINGS, generator,
                 length=known + cached_tokens),
         device, repeats,
     )
-    naive_s = _time(
+    naive_s = median_time(
         partial(naive_window, prior, cond, prefix, naive_tokens, generator), device, repeats
     )
     hop = max(1, int(c.n_ctx * hop_fraction))
     primed = c.seq_len - hop  # the lyric prefix (if any) and the overlap with the last window
     window = torch.randint(0, c.bins, (batch, c.seq_len), generator=generator).to(device)
     window[:, :known] = prefix
-    prefill_s = _time(partial(prefill, prior, window, primed, cond), device, repeats)
+    prefill_s = median_time(partial(prefill, prior, window, primed, cond), device, repeats)
     cached_tps = _rate(cached_tokens, batch, cached_s)
     naive_tps = _rate(naive_tokens, batch, naive_s)
     extra = {}
     if compiled:
-        compiled_s = _time(
+        compiled_s = median_time(
             partial(sample_window, prior, cond, prefix, SETTINGS, generator,
                     length=known + cached_tokens, step="compiled"),
             device, repeats,
@@ -356,7 +342,7 @@ def bench_sample(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"--seconds must be > 0, got {seconds}")
     results: dict[str, Any] = {
         "benchmark": "sample",
-        **_environment(device),
+        **environment(device),
         "dtype": dtype_name,
         "repeats": args.repeats,
         "batches": batches,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,18 +28,15 @@ from torch import Tensor, nn
 
 from jukelite.data.lyrics import PAD_ID, LyricsTokenizer
 from jukelite.fileio import write_json_atomic, write_text_atomic
-from jukelite.plots import save_alignment_png
+from jukelite.inference.plots import save_alignment_png
+from jukelite.inference.schedule import HOP_FRACTION_TOP, WindowSchedule
 from jukelite.prior.attention import AttnType, SparseAttention
-from jukelite.prior.model import Conditioning, LevelPrior, PriorConfig
-from jukelite.sampling import window_starts
+from jukelite.prior.model import Conditioning, LevelPrior, PriorConfig, SongConditions
 
 PathLike = str | os.PathLike[str]
 
 #: The attention type through which each lyrics mode's music positions see the lyrics.
 LYRIC_ATTENTION = {"encoder": AttnType.ENC_DEC, "single": AttnType.PRIME}
-
-#: `windows(start)` -> (conditioning, lyric ids [N, n_tokens] or None, song index of lyric 0).
-WindowLyrics = Callable[[int], tuple[Conditioning, Tensor | None, int]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,53 +165,45 @@ def window_attention(
 def align_level(
     prior: LevelPrior,
     codes: Tensor,
-    windows: WindowLyrics,
-    hop_fraction: float,
+    song: SongConditions,
+    hop_length: int,
     layer: int,
     head: int,
-    n_chars: int,
+    hop_fraction: float = HOP_FRACTION_TOP,
 ) -> Tensor:
-    """Attention [N, total, n_chars] of every music token of a level over the song's lyrics.
+    """Attention [N, total, n_chars] of every music code [N, total] of a level over the song's
+    lyrics (`song.lyric_tokens`, n_chars of them).
 
-    Windows follow `sample_level`'s schedule, and each token takes its row from the window
-    that generated it (the first window covering it), so the matrix shows what the prior
-    attended to while sampling that token. `windows(start)` gives a window's conditioning,
-    its lyric ids [N, n_tokens] (required in `single` mode, where they prefix the sequence;
-    optional in `encoder` mode, used only to skip padding) and the song index of its lyric
-    position 0. Padding characters (id 0, or song index < 0) and characters outside
-    [0, n_chars) are left at 0. The matrix lives on the CPU in float32.
+    Windows follow the sampling schedule, each conditioned as sampling conditions it
+    (`LevelPrior.window_inputs`), and each code takes its row from the window that generated
+    it (the first window covering it), so the matrix shows what the prior attended to while
+    sampling that code. Padding characters (id 0, or outside the song) are left at 0. The
+    matrix lives on the CPU in float32.
     """
     config = prior.config
+    if config.lyrics not in LYRIC_ATTENTION:
+        raise ValueError(f"this prior has no lyrics (lyrics={config.lyrics!r}): nothing to align")
     if codes.ndim != 2:
         raise ValueError(f"codes must be [N, total], got {tuple(codes.shape)}")
-    if hop_fraction <= 0:
-        raise ValueError(f"hop_fraction must be > 0, got {hop_fraction}")
     batch, total = codes.shape
-    n_ctx, n_tokens = config.n_ctx, config.n_tokens
-    hop = max(1, int(n_ctx * hop_fraction))
+    n_chars = len(song.lyric_tokens)
     device = prior.embedding.x_emb.weight.device
-    song = torch.zeros(batch, total, n_chars)
-    done = 0  # tokens [0, done) already have their row
-    for start in window_starts(total, n_ctx, hop):
-        end = min(start + n_ctx, total)
-        if end <= done:
-            continue
-        cond, lyric_ids, lyric_start = windows(start)
-        if config.lyrics == "single" and lyric_ids is None:
-            raise ValueError("a single-stack lyrics prior needs each window's lyric ids")
+    matrix = torch.zeros(batch, total, n_chars)
+    done = 0  # codes [0, done) already have their row
+    for window in WindowSchedule(total, config.n_ctx, hop_fraction):
+        start, end = window.start, window.end
+        inputs = prior.window_inputs(song, hop_length, start, batch)
         # Grid attention needs whole windows: pad at the end, where causality hides the padding.
-        music = F.pad(codes[:, start:end], (0, n_ctx - (end - start))).to(device)
-        prefix = lyric_ids.to(device) if config.lyrics == "single" else None
-        tokens = prior.sequence(music, prefix)
-        weights = window_attention(prior, tokens, cond, layer, head)[:, done - start : end - start]
-        weights = weights.float().cpu()
-        if lyric_ids is not None:
-            weights = weights * (lyric_ids.cpu() != PAD_ID)[:, None, :]
-        chars = lyric_start + torch.arange(n_tokens)
+        music = F.pad(codes[:, start:end], (0, config.n_ctx - (end - start))).to(device)
+        tokens = prior.sequence(music, inputs.lyrics)
+        weights = window_attention(prior, tokens, inputs.cond, layer, head)
+        weights = weights[:, done - start : end - start].float().cpu()
+        weights = weights * (inputs.lyrics.cpu() != PAD_ID)[:, None, :]
+        chars = inputs.lyric_start + torch.arange(config.n_tokens)
         inside = (chars >= 0) & (chars < n_chars)
-        song[:, done:end, chars[inside]] = weights[:, :, inside]
+        matrix[:, done:end, chars[inside]] = weights[:, :, inside]
         done = end
-    return song
+    return matrix
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,3 +362,49 @@ def write_alignment(
     record = {**meta, "seconds_per_token": seconds_per_token,
               "samples": [aligned.to_dict() for aligned in alignments]}
     write_json_atomic(folder / "alignment.json", record)
+
+
+# ---------------------------------------------------------------------------------------------
+# A sampled song.
+
+
+@dataclass
+class SongAlignment:
+    """Lyric timings of each sample of a song and the attention matrices [tokens, characters]
+    they were read from."""
+
+    samples: list[LyricAlignment]
+    matrices: list[np.ndarray]
+    seconds_per_token: float
+    meta: dict[str, Any]  # level, layer and head read
+
+    def to_record(self) -> dict[str, Any]:
+        """What `song.json` keeps of it."""
+        return {**self.meta, "samples": [aligned.to_dict() for aligned in self.samples]}
+
+    def save(self, directory: PathLike) -> None:
+        """`alignment/alignment.json`, `alignment/sample_i.lrc`, `alignment/sample_i.png`."""
+        write_alignment(directory, self.samples, self.matrices, self.seconds_per_token,
+                        self.meta)
+
+
+def align_song(
+    prior: LevelPrior,
+    song: SongConditions,
+    codes: Tensor,
+    hop_length: int,
+    sample_rate: int,
+    lyrics_text: str,
+    tokenizer: LyricsTokenizer,
+) -> SongAlignment:
+    """Lyric timings of a top level's codes [N, t], read off the prior's alignment layer and
+    head one sample at a time (each matrix is codes x characters, large for long songs)."""
+    layer, head = alignment_layer(prior.config, prior.transformer.blocks)
+    per_token = hop_length / sample_rate
+    alignments, matrices = [], []
+    for index in range(codes.shape[0]):
+        matrix = align_level(prior, codes[index : index + 1], song, hop_length, layer, head)
+        matrices.append(matrix[0].numpy())
+        alignments.append(build_alignment(lyrics_text, tokenizer, matrices[-1], per_token))
+    meta = {"level": prior.config.level, "layer": layer, "head": head}
+    return SongAlignment(alignments, matrices, per_token, meta)

@@ -16,11 +16,11 @@ import numpy as np
 import torch
 
 from jukelite.audio import convert_channels
-from jukelite.autoencode import encode_audio
 from jukelite.bundle import BundleError, load_vqvae_level, read_manifest
 from jukelite.data.dataset import AudioCache, default_cache_dir
 from jukelite.data.manifest import ManifestEntry
 from jukelite.fileio import atomic_path
+from jukelite.vqvae.chunked import encode_audio
 from jukelite.vqvae.model import LevelVQVAE
 
 

@@ -1,4 +1,4 @@
-"""What a sampling run asks for and what it leaves behind.
+"""What a sampling run leaves behind: the `Song`, and its output directory.
 
 A run's output directory is its own checkpoint: `song.json` holds the request (every setting
 that decides the codes) and the progress so far, `codes.safetensors` the codes of every level
@@ -16,64 +16,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from jukelite.audio import save_audio
-from jukelite.codes import load_codes, save_codes
-from jukelite.config_dict import DictConfig
 from jukelite.fileio import write_json_atomic
+from jukelite.inference.codes import load_codes, save_codes
+
+if TYPE_CHECKING:
+    from jukelite.inference.alignment import SongAlignment
 
 SONG_FORMAT = "jukelite-song/1"
-MODES = ("generate", "continue", "upsample")
-
-
-@dataclass
-class SampleRequest(DictConfig):
-    """Everything that decides a run's codes; stored in `song.json` so a run can resume."""
-
-    mode: str = "generate"  # generate | continue | upsample
-    artist: str = "unknown"
-    genres: list[str] = field(default_factory=lambda: ["unknown"])
-    lyrics: str = ""
-    total_samples: int = 0  # song length in audio samples, a multiple of the top level's hop
-    n_samples: int = 1
-    seed: int = 0
-    temperature: dict[str, float] = field(default_factory=dict)  # level -> T
-    top_k: int = 0
-    top_p: float = 0.0
-    lowest_level: int = 0  # sample down to this level and render it
-    max_batch_size: int | None = None
-    prime: dict[str, Any] | None = None  # continue: {"source", "samples"}
-    alignment: bool = False
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.n_samples < 1:
-            raise ValueError(f"n_samples must be >= 1, got {self.n_samples}")
-        if self.max_batch_size is not None and self.max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
-
-
-@dataclass
-class SongAlignment:
-    """Lyric timings of each sample (`jukelite.alignment.LyricAlignment`) and the attention
-    matrices [tokens, characters] they were read from."""
-
-    samples: list[Any]
-    matrices: list[Any]
-    seconds_per_token: float
-    meta: dict[str, Any]
-
-    def save(self, directory: Path) -> None:
-        """`alignment/alignment.json`, `alignment/sample_i.lrc`, `alignment/sample_i.png`."""
-        from jukelite.alignment import write_alignment
-
-        write_alignment(directory, self.samples, self.matrices, self.seconds_per_token,
-                        self.meta)
 
 
 @dataclass
@@ -104,7 +59,7 @@ class Song:
 
 def save_level_audio(directory: Path, level: int, audio: Tensor, sample_rate: int) -> list[Path]:
     """`level_L/sample_i.wav` and its spectrogram `level_L/sample_i.png` for every sample."""
-    from jukelite.plots import save_spectrogram_png
+    from jukelite.inference.plots import save_spectrogram_png
 
     paths = []
     for index, sample in enumerate(audio):

@@ -1,93 +1,34 @@
-"""Push audio through a bundle's VQ-VAE levels: encode, decode and reconstruct files.
-
-Long files are processed in chunks with overlapping context on both sides, so memory stays
-bounded (a four-minute song at level 0 would otherwise need several GB of activations) while
-the codes away from the song's ends match a whole-file pass.
+"""Audio through a bundle's VQ-VAE levels and back: tensors for the sampling run and the API,
+files for `jukelite encode`, `decode` and `reconstruct`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from jukelite.audio import load_audio, save_audio
-from jukelite.bundle import BundleError, load_vqvae_level, read_manifest, vqvae_levels
-from jukelite.codes import CodesError, load_codes, save_codes
+from jukelite.bundle import Bundle, BundleError, load_vqvae_level, read_manifest, vqvae_levels
+from jukelite.inference.codes import CodesError, load_codes, save_codes
+from jukelite.vqvae.chunked import decode_codes, encode_audio
 from jukelite.vqvae.losses import reconstruction_metrics
 from jukelite.vqvae.model import LevelVQVAE
 
-DEFAULT_CHUNK_SECONDS = 20.0
-DEFAULT_CONTEXT_SECONDS = 1.0
+
+def encode_levels(
+    bundle: Bundle, audio: torch.Tensor, levels: list[int], device: torch.device
+) -> dict[int, torch.Tensor]:
+    """Audio [N, C, S] at the bundle's rate -> codes [N, ceil(S / hop)] of each level."""
+    return {level: encode_audio(bundle.vqvae(level, device), audio) for level in levels}
 
 
-def _chunked(
-    tokens: int,
-    chunk: int,
-    context: int,
-    run: Callable[[int, int], torch.Tensor],
-    scale: int,
-    desc: str,
-    progress: bool,
+def decode_level(
+    bundle: Bundle, codes: torch.Tensor, level: int, device: torch.device
 ) -> torch.Tensor:
-    """Run `run(lo, hi)` over token chunks of `chunk` with `context` extra tokens on each side,
-    trim each output (which has `scale` values per token on its last axis) to its own chunk
-    and join them."""
-    chunk, outputs = max(1, chunk), []
-    starts = range(0, tokens, chunk)
-    for start in tqdm(starts, desc=desc, disable=not progress or len(starts) < 2, leave=False):
-        stop = min(tokens, start + chunk)
-        lo, hi = max(0, start - context), min(tokens, stop + context)
-        outputs.append(run(lo, hi)[..., (start - lo) * scale : (stop - lo) * scale].cpu())
-    return torch.cat(outputs, dim=-1)
-
-
-@torch.no_grad()
-def encode_audio(
-    model: LevelVQVAE,
-    audio: torch.Tensor,
-    chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
-    context_seconds: float = DEFAULT_CONTEXT_SECONDS,
-    progress: bool = False,
-) -> torch.Tensor:
-    """Audio [N, C, T] -> codes [N, ceil(T / hop)], chunk by chunk."""
-    hop, rate = model.hop_length, model.config.sample_rate
-    device = next(model.parameters()).device
-    padded = torch.nn.functional.pad(audio, (0, -audio.shape[-1] % hop))
-    return _chunked(
-        padded.shape[-1] // hop,
-        int(chunk_seconds * rate) // hop,
-        int(context_seconds * rate) // hop,
-        lambda lo, hi: model.encode(padded[..., lo * hop : hi * hop].to(device)),
-        1,
-        f"encode level {model.level}",
-        progress,
-    )
-
-
-@torch.no_grad()
-def decode_codes(
-    model: LevelVQVAE,
-    codes: torch.Tensor,
-    chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
-    context_seconds: float = DEFAULT_CONTEXT_SECONDS,
-    progress: bool = False,
-) -> torch.Tensor:
-    """Codes [N, t] -> audio [N, C, t * hop], chunk by chunk."""
-    hop, rate = model.hop_length, model.config.sample_rate
-    device = next(model.parameters()).device
-    return _chunked(
-        codes.shape[-1],
-        int(chunk_seconds * rate) // hop,
-        int(context_seconds * rate) // hop,
-        lambda lo, hi: model.decode(codes[..., lo:hi].to(device)),
-        hop,
-        f"decode level {model.level}",
-        progress,
-    )
+    """Codes [N, t] of one level -> audio [N, C, t * hop] in [-1, 1], by that level's decoder."""
+    return decode_codes(bundle.vqvae(level, device), codes.long()).clamp(-1, 1)
 
 
 def _levels_of(bundle: str | Path, levels: list[int] | None) -> list[int]:

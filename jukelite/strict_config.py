@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, TypeVar
 
-T = TypeVar("T", bound="DictConfig")
+T = TypeVar("T", bound="StrictConfig")
 
 
-class DictConfig:
+class StrictConfig:
     """Mixin for config dataclasses: `to_dict()` and a `from_dict()` that names unknown keys."""
 
     @classmethod

@@ -1,4 +1,5 @@
-"""Forward+backward time and memory of each sparse attention type vs dense, per context length.
+"""`jukelite bench attention`: forward+backward time and memory of each sparse attention type
+vs dense, per context length.
 
 What "memory" means depends on the device:
 - CUDA: `torch.cuda.max_memory_allocated` during forward+backward, minus what was allocated
@@ -11,12 +12,17 @@ What "memory" means depends on the device:
 
 from __future__ import annotations
 
+import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
+from jukelite.bench.shapes import ATTENTION_DEFAULTS
+from jukelite.bench.timing import environment
 from jukelite.prior.attention import AttnType, SparseAttention
 
 BENCH_TYPES = (AttnType.DENSE, AttnType.ROW, AttnType.COLUMN, AttnType.PREV_ROW)
@@ -109,3 +115,92 @@ def bench_attention(
         "memory": memory,
         "results": results,
     }
+
+
+MEMORY_NOTES = {
+    "cuda": "peak_bytes: torch.cuda.max_memory_allocated during forward+backward minus what was "
+    "allocated before (inputs and weights): the true peak of activations, workspace and "
+    "gradients",
+    "cpu": "peak_bytes: bytes of the distinct storages autograd saves for backward (a "
+    "saved_tensors_hooks tally), since torch keeps no allocator statistics on CPU: the activation "
+    "memory a layer holds between forward and backward. It would show an n x n score matrix if "
+    "one were kept, but not the transient workspace inside a fused kernel",
+}
+
+
+def n_ctx_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--n-ctx takes comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"--n-ctx takes positive integers, got {text!r}")
+    return values
+
+
+def run_attention_bench(args: argparse.Namespace) -> dict[str, Any]:
+    """Forward+backward of one attention layer per type and n_ctx, with ratios to dense."""
+    def pick(name: str) -> Any:
+        value = getattr(args, name, None)
+        return ATTENTION_DEFAULTS[name] if value is None else value
+
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    raw = bench_attention(
+        n_ctx_list(str(pick("n_ctx"))),
+        width=pick("width"),
+        heads=pick("heads"),
+        block_ctx=pick("block_ctx"),
+        device=device,
+        repeats=args.repeats,
+    )
+    dense = {r["n_ctx"]: r for r in raw["results"] if r["type"] == "DENSE"}
+    for r in raw["results"]:
+        ref = dense.get(r["n_ctx"])
+        r["time_ratio_vs_dense"] = r["time_s"] / ref["time_s"] if ref else None
+        r["memory_ratio_vs_dense"] = (
+            r["peak_bytes"] / ref["peak_bytes"] if ref and ref["peak_bytes"] else None
+        )
+    results: dict[str, Any] = {
+        "benchmark": "attention",
+        **environment(device),
+        "repeats": args.repeats,
+        "width": raw["width"],
+        "heads": raw["heads"],
+        "block_ctx": raw["block_ctx"],
+        "dtype": raw["dtype"],
+        "batch": 1,
+        "measures": "time_s: median wall time of one forward+backward of a SparseAttention layer "
+        "(n_state = width, blocks = n_ctx // block_ctx) after a warm-up run; "
+        + MEMORY_NOTES["cuda" if device.type == "cuda" else "cpu"]
+        + "; *_ratio_vs_dense: this type's figure divided by DENSE's at the same n_ctx",
+        "memory": raw["memory"],
+        "results": raw["results"],
+    }
+    _attention_table(results)
+    return results
+
+
+def _attention_table(results: dict[str, Any]) -> None:
+    print(
+        f"attention forward+backward on {results['device']} ({results['threads']} threads), "
+        f"width {results['width']}, heads {results['heads']}, block_ctx {results['block_ctx']}; "
+        f"memory = {results['memory']}",
+        file=sys.stderr,
+    )
+    print(
+        f"{'n_ctx':>6} {'type':>9} {'time (ms)':>10} {'x dense':>8} {'memory (MB)':>12} "
+        f"{'x dense':>8}",
+        file=sys.stderr,
+    )
+
+    def ratio(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    for r in results["results"]:
+        print(
+            f"{r['n_ctx']:>6} {r['type']:>9} {r['time_s'] * 1e3:>10.1f} "
+            f"{ratio(r['time_ratio_vs_dense']):>8} {r['peak_bytes'] / 1e6:>12.2f} "
+            f"{ratio(r['memory_ratio_vs_dense']):>8}",
+            file=sys.stderr,
+        )

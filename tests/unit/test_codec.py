@@ -6,17 +6,10 @@ import pytest
 import torch
 
 from jukelite.audio import audio_info, load_audio, save_audio
-from jukelite.autoencode import (
-    _chunked,
-    decode_codes,
-    decode_file,
-    encode_audio,
-    encode_file,
-    load_bundle_audio,
-    reconstruct_file,
-)
 from jukelite.bundle import BundleError, load_vqvae_level
-from jukelite.codes import CodesError, load_codes, save_codes
+from jukelite.inference.codec import decode_file, encode_file, load_bundle_audio, reconstruct_file
+from jukelite.inference.codes import CodesError, load_codes, save_codes
+from jukelite.vqvae.chunked import _chunked, decode_codes, encode_audio
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

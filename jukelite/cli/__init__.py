@@ -1,0 +1,106 @@
+"""The `jukelite` command: a thin layer in which each sub-command calls one public function.
+
+One module per command group (train, codec, data, sample, info/pack, bench, eval); expected
+failures (bad paths, values, files, runs) are one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from jukelite.cli.common import EXIT_USAGE, UsageError
+
+__all__ = ["EXIT_USAGE", "UsageError", "build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from jukelite.cli.bench import add_bench_arguments, cmd_bench
+    from jukelite.cli.codec import add_codec_commands
+    from jukelite.cli.data import add_data_commands
+    from jukelite.cli.evaluate import add_eval_commands
+    from jukelite.cli.info import add_bundle_commands
+    from jukelite.cli.sample import add_sample_arguments, cmd_sample
+    from jukelite.cli.train import add_train_arguments, cmd_train
+
+    parser = argparse.ArgumentParser(
+        prog="jukelite",
+        description="Jukebox-style hierarchical music generation: train VQ-VAEs and priors from "
+        "recipes, sample songs, encode, decode and reconstruct audio.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "train",
+        help="train what a recipe describes",
+        description="Train a VQ-VAE level (or all levels) from a YAML recipe.",
+    )
+    add_train_arguments(p)
+    p.set_defaults(func=cmd_train)
+
+    add_codec_commands(sub)
+    add_data_commands(sub)
+
+    p = sub.add_parser(
+        "sample",
+        help="generate songs top-down (or continue, re-upsample, resume)",
+        description="Sample a song with a complete bundle: the top prior writes coarse codes, "
+        "each upsampler fills in the level below, and each level is rendered to audio.",
+    )
+    add_sample_arguments(p)
+    p.set_defaults(func=cmd_sample)
+
+    add_bundle_commands(sub)
+
+    p = sub.add_parser(
+        "bench",
+        help="measure speed; prints one JSON object",
+        description="Benchmarks print one JSON object on stdout and a table on stderr.",
+    )
+    add_bench_arguments(p)
+    p.set_defaults(func=cmd_bench)
+
+    add_eval_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    # Recipe overrides may follow options (`train R.yaml --dry-run a.b=1`), which argparse
+    # cannot interleave with a positional list; collect them from the leftovers.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command != "train" or any(x.startswith("-") or "=" not in x for x in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
+    from jukelite.audio import AudioError
+    from jukelite.bundle import BundleError
+    from jukelite.data.manifest import ManifestError
+    from jukelite.inference.codes import CodesError
+    from jukelite.recipes import RecipeError
+    from jukelite.train.trainer import RunDirectoryError
+
+    try:
+        return args.func(args)
+    except (
+        AudioError,
+        BundleError,
+        CodesError,
+        ManifestError,
+        RecipeError,
+        RunDirectoryError,
+        UsageError,
+    ) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

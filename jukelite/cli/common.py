@@ -1,0 +1,25 @@
+"""What every command shares: the one usage-error type, JSON output, common options."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+EXIT_USAGE = 2
+
+
+class UsageError(ValueError):
+    """A command-line value that cannot be used, or options that cannot be combined."""
+
+
+def print_json(obj: object) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def add_common(parser: argparse.ArgumentParser, model: bool = True) -> None:
+    if model:
+        parser.add_argument(
+            "--model", required=True, metavar="BUNDLE", help="model bundle directory"
+        )
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -1,0 +1,112 @@
+"""`jukelite info` and `jukelite pack`: describe a bundle, copy it with smaller weights."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from jukelite.cli.common import UsageError, print_json
+
+
+def add_bundle_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="describe a model bundle")
+    p.add_argument("bundle", nargs="?", help="bundle directory (default: the demo model)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser(
+        "pack",
+        help="copy a bundle with smaller (float16) weights, for shipping",
+        description="Copy a bundle with every weight stored as --dtype (loading casts back to "
+        "float32) and record the packing, plus any --note, under 'packed' in jukelite.json.",
+    )
+    p.add_argument("source", help="trained bundle directory")
+    p.add_argument("target", help="new bundle directory (must not exist)")
+    p.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
+    p.add_argument("--note", action="append", default=[], metavar="KEY=VALUE",
+                   help="add KEY=VALUE to the packing record (e.g. how the data was made)")
+    p.add_argument("--temperature", metavar="L=T,...",
+                   help="the bundle's default sampling temperature per level, e.g. 0=0.7 "
+                   "(other levels: 0.99; `jukelite sample --temperature` still overrides)")
+    p.set_defaults(func=cmd_pack)
+
+
+def _training_time(provenance: dict) -> str:
+    """' (12.3 min, cpu: ...)' when the bundle recorded it (older bundles did not)."""
+    seconds = provenance.get("train_seconds")
+    if seconds is None:
+        return ""
+    return f" ({seconds / 60:.1f} min, {provenance.get('device', '?')})"
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from jukelite.bundle import DEFAULT_TEMPERATURE, demo_bundle_path, describe
+
+    info = describe(args.bundle or demo_bundle_path())
+    if args.json:
+        print_json(info)
+        return 0
+    print(
+        f"bundle {info['bundle']} (format {info['format_version']}): "
+        f"{info['sample_rate']} Hz, {info['channels']} channel(s), {info['levels']} levels, "
+        f"{info['size_bytes'] / 1e6:.1f} MB of weights"
+    )
+    print(
+        f"{'level':>5} {'hop':>5} {'tokens/s':>9} {'codebook':>11} {'width':>5} {'depth':>5} "
+        f"{'params':>10} {'steps':>7} {'SC (dB)':>8}"
+    )
+    for lv in info["vqvae"]:
+        sc = lv["metrics"].get("spectral_convergence_db")
+        print(
+            f"{lv['level']:>5} {lv['hop_length']:>5} {lv['tokens_per_second']:>9.1f} "
+            f"{lv['codebook']:>11} {lv['width']:>5} {lv['depth']:>5} {lv['parameters']:>10,} "
+            f"{lv['trained_steps'] or '-':>7} {'-' if sc is None else f'{sc:.2f}':>8}"
+        )
+    priors = info["priors"]
+    print(f"priors: {', '.join(sorted(priors)) if priors else 'none yet'}")
+    if info["artists"]:
+        print(f"artists ({len(info['artists'])}): {', '.join(info['artists'])}")
+        print(f"genre words ({len(info['genres'])}): {', '.join(info['genres'])}")
+    if info["lyric_characters"]:
+        print(f"lyric characters ({len(info['lyric_characters'])}): "
+              f"{info['lyric_characters']!r}")
+    recommended = info["sampling"].get("temperature")
+    if recommended:
+        shown = ", ".join(f"level {k} {v}" for k, v in sorted(recommended.items()))
+        print(f"default sampling temperature: {shown} (other levels {DEFAULT_TEMPERATURE})")
+    for level, prior in sorted(priors.items()):
+        bits = prior.get("metrics", {}).get("music_bits_per_token")
+        provenance = prior.get("provenance", {})
+        shown = "-" if bits is None else f"{bits:.3f}"
+        print(f"prior level {level}: {prior['parameters']:,} parameters, "
+              f"{provenance.get('steps')} steps{_training_time(provenance)}, "
+              f"validation {shown} bits per token")
+    for level, prov in info["provenance"].items():
+        versions = prov.get("versions", {})
+        print(
+            f"level {level}: trained {prov.get('steps')} steps{_training_time(prov)} on "
+            f"{prov.get('data_manifest')} "
+            f"(sha256 {str(prov.get('data_manifest_sha256'))[:12]}), saved {prov.get('saved_at')}, "
+            f"torch {versions.get('torch')}"
+        )
+    return 0
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from jukelite.bundle import pack_bundle
+    from jukelite.cli.sample import parse_temperature
+
+    notes = {}
+    for note in args.note:
+        key, sep, value = note.partition("=")
+        if not (sep and key):
+            raise UsageError(f"--note expects KEY=VALUE, got {note!r}")
+        notes[key] = value
+    temperature = parse_temperature(args.temperature) if args.temperature else None
+    if isinstance(temperature, float):
+        raise UsageError(f"--temperature for pack takes LEVEL=T pairs, got {args.temperature!r}")
+    manifest = pack_bundle(args.source, args.target, args.dtype, notes, temperature)
+    size = sum(p.stat().st_size for p in Path(args.target).glob("*.safetensors"))
+    levels = f"{len(manifest['vqvae'])} VQ-VAE levels, {len(manifest['priors'])} priors"
+    print(f"wrote {args.target}: {levels}, {size / 1e6:.1f} MB of {args.dtype} weights")
+    return 0

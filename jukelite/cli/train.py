@@ -1,0 +1,52 @@
+"""`jukelite train RECIPE [key=value ...] [--resume | --dry-run]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", help="recipe YAML file")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="section.key=value",
+        help="override recipe keys, e.g. train.steps=100 data.sample_length=8192",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the run's latest checkpoint"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="build the model on the meta device and print parameter counts",
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from jukelite.recipes import load_recipe
+    from jukelite.train import dry_run, train_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    if args.dry_run:
+        report = dry_run(recipe)
+        if report["kind"] == "prior":
+            for part, count in report["parts"].items():
+                print(f"{part}: {count:,}")
+            for note in report["notes"]:
+                print(f"note: {note}")
+        else:
+            for level, counts in report["levels"].items():
+                print(
+                    f"level {level} (hop {counts['hop_length']}): encoder {counts['encoder']:,} "
+                    f"+ decoder {counts['decoder']:,} = {counts['trainable']:,} trainable, "
+                    f"codebook {counts['codebook_values']:,} values (buffer)"
+                )
+        print(f"trainable parameters: {report['trainable']:,}")
+        return 0
+    metrics = train_recipe(recipe, resume=args.resume)
+    if metrics:
+        print(json.dumps(metrics, indent=2))
+    print(f"bundle: {recipe.output.bundle}")
+    return 0

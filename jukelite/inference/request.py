@@ -1,0 +1,168 @@
+"""A sampling request: checked against the bundle before any sampling starts, then stored.
+
+`SampleRequest` holds everything that decides a run's codes and is written into `song.json`,
+so `resume` can rebuild it; `new_request` checks a caller's labels, length, lyrics and options
+up front (a wrong artist fails in milliseconds, not after minutes of sampling).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from jukelite.bundle import Bundle
+from jukelite.inference.options import SamplingOptions, SamplingSettings
+from jukelite.prior.model import SongConditions
+from jukelite.strict_config import StrictConfig
+
+MODES = ("generate", "continue", "upsample")
+
+
+class LyricsWarning(UserWarning):
+    """Lyrics that the model cannot take as written (characters dropped, or no lyric prior)."""
+
+
+@dataclass
+class SampleRequest(StrictConfig):
+    """Everything that decides a run's codes; stored in `song.json` so a run can resume."""
+
+    mode: str = "generate"  # generate | continue | upsample
+    artist: str = "unknown"
+    genres: list[str] = field(default_factory=lambda: ["unknown"])
+    lyrics: str = ""
+    total_samples: int = 0  # song length in audio samples, a multiple of the top level's hop
+    n_samples: int = 1
+    seed: int = 0
+    temperature: dict[str, float] = field(default_factory=dict)  # level -> T
+    top_k: int = 0
+    top_p: float = 0.0
+    lowest_level: int = 0  # sample down to this level and render it
+    max_batch_size: int | None = None
+    prime: dict[str, Any] | None = None  # continue: {"source", "samples"}
+    alignment: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.n_samples < 1:
+            raise ValueError(f"n_samples must be >= 1, got {self.n_samples}")
+        if self.max_batch_size is not None and self.max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
+
+    def settings(self, level: int) -> SamplingSettings:
+        """How this level's logits become codes."""
+        return SamplingSettings(self.temperature[str(level)], self.top_k, self.top_p)
+
+    def sampled_levels(self, bundle: Bundle) -> list[int]:
+        """The levels this request samples or keeps, finest first."""
+        return [level for level in bundle.levels if level >= self.lowest_level]
+
+    def song_conditions(self, bundle: Bundle) -> SongConditions:
+        """The request's labels and lyrics as the ids the bundle's priors read."""
+        artist_id, genre_ids = 0, [0]
+        if bundle.vocabulary is not None:
+            artist_id = bundle.vocabulary.artist_id(self.artist)
+            genre_ids = bundle.vocabulary.genre_ids(self.genres) or [0]
+        lyrics = bundle.tokenizer.encode(self.lyrics) if bundle.tokenizer else []
+        return SongConditions(self.total_samples, artist_id, tuple(genre_ids), tuple(lyrics))
+
+
+def song_length(bundle: Bundle, seconds: float) -> int:
+    """Song length in samples, rounded up to whole top-level codes."""
+    if not seconds > 0:
+        raise ValueError(f"seconds must be > 0, got {seconds}")
+    top_hop = bundle.hop_lengths[bundle.top_level]
+    return math.ceil(seconds * bundle.sample_rate / top_hop) * top_hop
+
+
+def lowest_level(bundle: Bundle, levels: str | int) -> int:
+    """The level `levels` ("all", "top" or a level) samples down to."""
+    if levels == "all":
+        return bundle.levels[0]
+    if levels == "top":
+        return bundle.top_level
+    try:
+        level = int(levels)
+    except ValueError:
+        level = None
+    if level not in bundle.levels:
+        raise ValueError(f"levels must be 'all', 'top' or one of {bundle.levels}, got {levels!r}")
+    return level
+
+
+def _temperatures(bundle: Bundle, temperature: Any) -> dict[int, float]:
+    if isinstance(temperature, dict):
+        unknown = sorted(set(temperature) - set(bundle.levels))
+        if unknown:
+            raise ValueError(f"temperature given for level(s) {unknown}; levels are "
+                             f"{bundle.levels}")
+        return {level: temperature.get(level, bundle.default_temperature[level])
+                for level in bundle.levels}
+    if temperature is None:
+        return dict(bundle.default_temperature)
+    return dict.fromkeys(bundle.levels, float(temperature))
+
+
+def new_request(
+    bundle: Bundle,
+    mode: str,
+    artist: str,
+    genre: str | list[str],
+    lyrics: str,
+    total_samples: int,
+    n_samples: int,
+    options: SamplingOptions,
+) -> SampleRequest:
+    """Check everything up front, before minutes of sampling: labels, length, lyrics, options.
+    Lyrics the model cannot take as written give a `LyricsWarning` at the caller's call."""
+    genres = [genre] if isinstance(genre, str) else list(genre)
+    if not genres:
+        raise ValueError("give at least one genre")
+    if bundle.vocabulary is not None:
+        bundle.vocabulary.artist_id(artist)  # unknown names raise with the closest ones
+        bundle.vocabulary.genre_ids(genres)
+    top = bundle.prior_configs[bundle.top_level]
+    if top.timing:
+        top.timing_range.check_total(total_samples)
+    lowest = lowest_level(bundle, options.levels)
+    per_level = _temperatures(bundle, options.temperature)
+    for t in per_level.values():
+        SamplingSettings(t, options.top_k, options.top_p)  # validates
+    if lyrics and not any(c.lyrics != "none" for c in bundle.prior_configs.values()):
+        warnings.warn("this model is not conditioned on lyrics: they are ignored",
+                      LyricsWarning, stacklevel=3)
+    elif lyrics and bundle.tokenizer is not None:
+        message = bundle.tokenizer.normalize(lyrics).warning()
+        if message:
+            warnings.warn(f"lyrics: {message}", LyricsWarning, stacklevel=3)
+    if options.alignment and top.lyrics == "none":
+        raise ValueError("alignment needs a lyrics-conditioned top prior; this one has none")
+    return SampleRequest(
+        mode=mode, artist=artist, genres=genres, lyrics=lyrics, total_samples=total_samples,
+        n_samples=n_samples, seed=options.seed,
+        temperature={str(level): t for level, t in per_level.items()},
+        top_k=options.top_k, top_p=options.top_p, lowest_level=lowest,
+        max_batch_size=options.max_batch_size, alignment=options.alignment,
+    )
+
+
+def primed_samples(
+    bundle: Bundle, available: int, prime_seconds: float | None, total_samples: int, source: str
+) -> int:
+    """How much of a prompt of `available` samples a continuation keeps: `prime_seconds` of it
+    (default all), cut to whole top-level codes, and shorter than the song."""
+    top_hop = bundle.hop_lengths[bundle.top_level]
+    if prime_seconds is not None:
+        available = min(available, round(prime_seconds * bundle.sample_rate))
+    primed = available // top_hop * top_hop
+    if primed < top_hop:
+        raise ValueError(f"the prompt ({source}) is shorter than one top-level token "
+                         f"({top_hop} samples): nothing to continue")
+    if primed >= total_samples:
+        raise ValueError(
+            f"the prompt ({primed / bundle.sample_rate:.2f} s used of {source}) must be "
+            f"shorter than the song ({total_samples / bundle.sample_rate:.2f} s): raise seconds"
+        )
+    return primed
