@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 from jukelite.cli.common import EXIT_USAGE, UsageError
@@ -78,11 +79,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from jukelite.bundle import BundleError
     from jukelite.data.manifest import ManifestError
     from jukelite.inference.codes import CodesError
+    from jukelite.logs import configure_cli_logging
     from jukelite.recipes import RecipeError
     from jukelite.train.trainer import RunDirectoryError
 
     try:
-        return args.func(args)
+        with warnings.catch_warnings():  # warnings become log lines for this command only
+            configure_cli_logging(getattr(args, "quiet", False), getattr(args, "verbose", False))
+            return args.func(args)
     except (
         AudioError,
         BundleError,

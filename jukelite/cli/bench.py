@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from jukelite.bench.shapes import ATTENTION_DEFAULTS, BENCHMARKS, PRIOR_SHAPES
-from jukelite.cli.common import UsageError, print_json
+from jukelite.cli.common import UsageError, add_verbosity, print_json
 
 EPILOG = """\
 benchmarks:
@@ -43,6 +43,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", choices=BENCHMARKS, help="what to measure (see below)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs (median reported)")
     parser.add_argument("--device", default="cpu", help="torch device")
+    add_verbosity(parser, "no notes (the table on stderr stays)")
 
     vqvae = parser.add_argument_group("vqvae options")
     source = vqvae.add_mutually_exclusive_group()

@@ -22,4 +22,12 @@ def add_common(parser: argparse.ArgumentParser, model: bool = True) -> None:
             "--model", required=True, metavar="BUNDLE", help="model bundle directory"
         )
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_verbosity(parser)
+
+
+def add_verbosity(parser: argparse.ArgumentParser, quiet: str = "no progress bars or notes"
+                  ) -> None:
+    """--quiet and --verbose: how much besides the command's own output reaches stderr."""
+    parser.add_argument("--quiet", action="store_true", help=quiet)
+    parser.add_argument("--verbose", action="store_true",
+                        help="also print details (debug messages)")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from jukelite.cli.common import EXIT_USAGE, UsageError
+from jukelite.cli.common import EXIT_USAGE, UsageError, add_verbosity
 
 
 def add_data_commands(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +23,7 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="manifest.jsonl to write")
     p.add_argument("--min-duration", type=float, default=0.0, help="skip shorter files (seconds)")
     p.add_argument("--strict", action="store_true", help="write nothing if any problem is found")
-    p.add_argument("--quiet", action="store_true")
+    add_verbosity(p)
     p.set_defaults(func=cmd_data_index)
     p = data.add_parser(
         "synth",
@@ -39,6 +39,7 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sample-rate", type=int, default=22050, help="Hz (default 22050)")
     p.add_argument("--seed", type=int, default=0, help="seed of the whole set (default 0)")
     p.add_argument("--stereo", action="store_true", help="write two channels (default mono)")
+    add_verbosity(p)
     p.set_defaults(func=cmd_data_synth)
 
 

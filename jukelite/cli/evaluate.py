@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jukelite.cli.common import UsageError, print_json
+from jukelite.cli.common import UsageError, add_verbosity, print_json
 
 
 def add_eval_commands(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +37,7 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", metavar="FILE", help="also write the JSON report here")
     p.add_argument("--device", default="cpu", help="torch device for sampling (the scorers "
                    "train on the CPU)")
-    p.add_argument("--quiet", action="store_true", help="no progress messages")
+    add_verbosity(p, "no progress messages")
     p.set_defaults(func=cmd_eval_conditioning)
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jukelite.cli.common import UsageError, print_json
+from jukelite.cli.common import UsageError, add_verbosity, print_json
 
 
 def add_bundle_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="describe a model bundle")
     p.add_argument("bundle", nargs="?", help="bundle directory (default: the demo model)")
     p.add_argument("--json", action="store_true")
+    add_verbosity(p)
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser(
@@ -28,6 +29,7 @@ def add_bundle_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--temperature", metavar="L=T,...",
                    help="the bundle's default sampling temperature per level, e.g. 0=0.7 "
                    "(other levels: 0.99; `jukelite sample --temperature` still overrides)")
+    add_verbosity(p)
     p.set_defaults(func=cmd_pack)
 
 

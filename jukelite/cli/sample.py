@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
-from jukelite.cli.common import UsageError
+from jukelite.cli.common import UsageError, add_verbosity
+from jukelite.logs import get_logger
+
+log = get_logger(__name__)
 
 EPILOG = """\
 outputs (OUTDIR):
@@ -74,7 +75,7 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true",
                    help="run each one-token step under torch.compile (a one-off compile of "
                    "tens of seconds per level, then faster steps)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_verbosity(p)
 
 
 def parse_temperature(text: str) -> float | dict[int, float]:
@@ -114,10 +115,6 @@ class LevelBars:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"warning: {message}", file=sys.stderr)
 
 
 def _lyrics(args: argparse.Namespace) -> str | None:
@@ -182,23 +179,21 @@ def cmd_sample(args: argparse.Namespace) -> int:
     temperature = None if args.temperature is None else parse_temperature(args.temperature)
     dtype = torch.bfloat16 if args.dtype == "bfloat16" else None
     bars = LevelBars(not args.quiet)
-    with warnings.catch_warnings():
-        warnings.showwarning = _show_warning
-        jb = load(args.model, args.device, dtype, args.compile)
-        if args.model is None and not args.quiet:
-            print(f"model: the demo model in {jb.bundle} (`jukelite info` lists its artists and "
-                  "genres)", file=sys.stderr)
-        try:
-            if args.resume:
-                song = jb.resume(args.resume, levels=args.levels, progress=bars)
-                out = Path(args.resume)
-            else:
-                out = Path(args.output)
-                song = _start(jb, args, temperature, bars)
-        except ValueError as exc:  # bad labels, lengths, settings: say so, no traceback
-            raise UsageError(str(exc)) from exc
-        finally:
-            bars.close()
+    jb = load(args.model, args.device, dtype, args.compile)
+    if args.model is None:
+        log.info("model: the demo model in %s (`jukelite info` lists its artists and genres)",
+                 jb.bundle)
+    try:
+        if args.resume:
+            song = jb.resume(args.resume, levels=args.levels, progress=bars)
+            out = Path(args.resume)
+        else:
+            out = Path(args.output)
+            song = _start(jb, args, temperature, bars)
+    except ValueError as exc:  # bad labels, lengths, settings: say so, no traceback
+        raise UsageError(str(exc)) from exc
+    finally:
+        bars.close()
     _report(song, out)
     return 0
 

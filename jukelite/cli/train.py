@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from jukelite.cli.common import add_verbosity
+
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", help="recipe YAML file")
@@ -22,13 +24,15 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="build the model on the meta device and print parameter counts",
     )
+    add_verbosity(p, "no progress bar or notes (same as train.progress=false)")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from jukelite.recipes import load_recipe
     from jukelite.train import dry_run, train_recipe
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    overrides = [*args.overrides, *(["train.progress=false"] if args.quiet else [])]
+    recipe = load_recipe(args.recipe, overrides)
     if args.dry_run:
         report = dry_run(recipe)
         if report["kind"] == "prior":

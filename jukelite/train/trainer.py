@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from jukelite.bundle import device_name
+from jukelite.logs import get_logger
 from jukelite.recipes import TrainSection
 from jukelite.train.checkpoint import (
     capture_rng_state,
@@ -39,6 +40,8 @@ from jukelite.train.checkpoint import (
 from jukelite.train.distributed import DistributedContext
 from jukelite.train.ema import WeightEMA
 from jukelite.train.schedule import build_scheduler
+
+log = get_logger(__name__)
 
 
 class TrainingTask(Protocol):
@@ -215,12 +218,12 @@ class Trainer:
         self.data_position = int(state["data_position"])
         self.train_seconds = float(state.get("train_seconds", 0.0))
         if state.get("world_size", 1) != self.ctx.world_size and self.ctx.is_main:
-            tqdm.write(
-                f"note: {path} was written with {state.get('world_size')} processes, "
-                f"resuming with {self.ctx.world_size}; the data order changes"
+            log.warning(
+                "%s was written with %s processes, resuming with %s; the data order changes",
+                path, state.get("world_size"), self.ctx.world_size,
             )
         if self.ctx.is_main:
-            tqdm.write(f"resumed from {path} at step {self.step}")
+            log.info("resumed from %s at step %d", path, self.step)
 
     def save(self) -> Path | None:
         path = None
@@ -242,7 +245,7 @@ class Trainer:
         def handler(signum, frame):
             if self._stop_requested:  # a second Ctrl-C stops at once
                 raise KeyboardInterrupt
-            tqdm.write(
+            log.warning(
                 "stop requested: finishing this step and saving a checkpoint "
                 "(press Ctrl-C again to abort without saving)"
             )
@@ -390,5 +393,5 @@ class Trainer:
             if self.writer is not None:
                 self.writer.close()
         if self._stop_requested and self.step < cfg.steps and ctx.is_main:
-            tqdm.write(f"stopped at step {self.step}/{cfg.steps}; continue with --resume")
+            log.warning("stopped at step %d/%d; continue with --resume", self.step, cfg.steps)
         return metrics
