@@ -76,7 +76,7 @@ def cmd_data_index(args: argparse.Namespace) -> int:
 def cmd_data_synth(args: argparse.Namespace) -> int:
     from jukelite.data.synth import write_synth_dataset
 
-    # The folder may be given either way (the issue and older scripts differ), but only once.
+    # The folder may be given either way (scripts use both forms), but only once.
     if (args.directory is None) == (args.out is None):
         raise UsageError(
             "give the output folder once: either as DIR or as --out DIR"

@@ -442,7 +442,7 @@ class SparseAttention(nn.Module):
 
     # ------------------------------------------------------------------------------------------
     # Static one-token step: the same maths with the position as a tensor, fixed shapes and no
-    # Python branching on it, so a whole step can be captured (CUDA graphs, torch.compile).
+    # Python branching on it, so torch.compile builds one graph for every position.
 
     @torch.no_grad()
     def forward_step(

@@ -222,7 +222,8 @@ class PriorTask:
         return results
 
     def log_media(self, writer: Any, model: nn.Module, batch: dict, step: int) -> None:
-        """Priors have no media to log until sampling exists; the scalars say it all."""
+        """Priors log scalars only: audio would need a sampling run and the VQ-VAE decoder at
+        every evaluation, costing more than the evaluation itself."""
 
     # ------------------------------------------------------------------ export
     def export(self, model: nn.Module, step: int, metrics: dict[str, float]) -> None:

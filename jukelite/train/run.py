@@ -52,14 +52,29 @@ def dry_run_prior(recipe: PriorRecipe) -> dict[str, Any]:
     config = dataclasses.replace(config, **values)
     with torch.device("meta"):
         model = LevelPrior(config)
-    parts = {name: count_parameters(module) for name, module in model.named_children()}
     return {
         "kind": "prior",
         "level": recipe.level,
-        "parts": parts,
+        "parts": _parts(model, notes),
         "trainable": count_parameters(model),
         "notes": notes,
     }
+
+
+def _parts(model: torch.nn.Module, notes: list[str]) -> dict[str, int]:
+    """Trainable parameters per top-level part, each tensor counted once (at its first part),
+    so the parts add up to the total; a part made only of shared tensors (a tied head) is
+    noted instead of listed."""
+    seen: set[int] = set()
+    parts = {}
+    for name, module in model.named_children():
+        new = [p for p in module.parameters() if p.requires_grad and id(p) not in seen]
+        seen.update(id(p) for p in module.parameters())
+        if new:
+            parts[name] = sum(p.numel() for p in new)
+        elif count_parameters(module):
+            notes.append(f"{name} shares its weights with an earlier part (counted there)")
+    return parts
 
 
 def dry_run(recipe: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""One training loop for every component (VQ-VAE levels now, priors later).
+"""One training loop for every component: VQ-VAE levels and priors.
 
 What is trained is described by a `TrainingTask`: its model, datasets, loss, evaluation and how
 the result is exported into a bundle. The trainer owns everything else: AdamW, the LR schedule,

@@ -80,6 +80,18 @@ def test_train_dry_run_jukebox(capsys, tmp_path):
     assert list(tmp_path.iterdir()) == []  # a dry run writes nothing
 
 
+@pytest.mark.parametrize(("recipe", "tied"), [("prior_1b_lyrics.yaml", True),
+                                              ("prior_5b.yaml", False)])
+def test_prior_dry_run_parts_add_up_to_the_total(capsys, recipe, tied):
+    code, out, err = run(capsys, "train", str(Path(JUKEBOX).parent / recipe), "--dry-run")
+    assert code == 0, err
+    parts = {name: int(count.replace(",", "")) for name, count in
+             re.findall(r"^(\w+): ([\d,]+)$", out, re.M)}
+    assert sum(parts.values()) == trainable_line(out)
+    assert ("x_out" not in parts) == tied
+    assert ("note: x_out shares its weights" in out) == tied
+
+
 def test_train_dry_run_overrides_after_options(capsys):
     code, out, err = run(capsys, "train", JUKEBOX, "--dry-run", "model.width=[8,8,8]",
                          "model.depth=[1,1,1]")
