@@ -10,6 +10,7 @@ from jukelite.bundle import BundleError, load_vqvae_level
 from jukelite.inference.codec import decode_file, encode_file, load_bundle_audio, reconstruct_file
 from jukelite.inference.codes import CodesError, load_codes, save_codes
 from jukelite.vqvae.chunked import _chunked, decode_codes, encode_audio
+from jukelite.vqvae.losses import reconstruction_metrics
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -173,8 +174,12 @@ def test_reconstruct_file_all_levels(tiny_bundle, wav, tmp_path):
         metrics = results[level]
         assert metrics["hop_length"] == hop
         assert 1 <= metrics["codes_used"] <= 16
+        model = load_vqvae_level(tiny_bundle, level)
+        audio = load_bundle_audio(wav, tiny_bundle)
+        recon = decode_codes(model, encode_audio(model, audio))[..., :LENGTH]
+        expected = reconstruction_metrics(audio, recon, RATE)
         for key in ("spectral_convergence_db", "stft_distance", "si_sdr_db", "l2"):
-            assert isinstance(metrics[key], float)
+            assert metrics[key] == pytest.approx(expected[key], rel=1e-5), key
         out = tmp_path / f"rec.level{level}.wav"
         assert metrics["output"] == str(out)
         assert audio_info(out).frames == LENGTH
