@@ -1,8 +1,9 @@
 """jukelite: Jukebox-style hierarchical, lyrics-conditioned music generation.
 
-Public API: `load(path)` -> `Jukebox`, whose `generate(...)` returns a `Song`.
+Public API: `load(path)` -> `Jukebox`, whose `generate(...)` returns a `Song`; sampling options
+as keywords or one `SamplingOptions`.
 """
 
-from jukelite.api import Jukebox, Song, load
+from jukelite.api import Jukebox, SamplingOptions, Song, load
 
-__all__ = ["Jukebox", "Song", "load"]
+__all__ = ["Jukebox", "SamplingOptions", "Song", "load"]

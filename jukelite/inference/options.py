@@ -62,6 +62,3 @@ class SamplingOptions:
             raise TypeError(f"unknown sampling option(s) {', '.join(unknown)}; "
                             f"valid: {', '.join(cls.names())}")
         return dataclasses.replace(options or cls(), **values)
-
-    def level_settings(self, temperature: float) -> SamplingSettings:
-        return SamplingSettings(temperature, self.top_k, self.top_p)

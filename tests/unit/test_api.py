@@ -175,3 +175,24 @@ def test_a_resumed_run_refuses_a_different_bundle(complete_bundle, tmp_path, mak
     other = jukelite.load(make_complete_bundle(tmp_path / "other", seed=1))
     with pytest.raises(BundleError, match="different bundle"):
         other.resume(tmp_path / "r")
+
+
+def test_sampling_options_as_one_value_or_as_keywords(complete_bundle):
+    from jukelite import SamplingOptions
+
+    jb = jukelite.load(complete_bundle)
+    options = SamplingOptions(seed=6, temperature={0: 0.5}, top_k=4, max_batch_size=1)
+    by_value = jb.generate(artist="Ada", genre="rock", seconds=0.03, n_samples=2,
+                           options=options)
+    by_keywords = jb.generate(artist="Ada", genre="rock", seconds=0.03, n_samples=2, seed=6,
+                              temperature={0: 0.5}, top_k=4, max_batch_size=1)
+    assert torch.equal(by_value.codes[0], by_keywords.codes[0])
+    assert by_value.record["request"] == by_keywords.record["request"]
+    overridden = jb.generate(artist="Ada", genre="rock", seconds=0.03, n_samples=2,
+                             options=options, seed=7)
+    assert overridden.record["request"]["seed"] == 7
+    assert overridden.record["request"]["top_k"] == 4  # the rest from the options
+    with pytest.raises(TypeError, match="unknown sampling option.*sed.*valid: seed"):
+        jb.generate(artist="Ada", genre="rock", seconds=0.03, sed=1)
+    with pytest.raises(ValueError, match="nothing to align"):
+        jb.upsample(by_value.codes[1], artist="Ada", genre="rock", alignment=True)
