@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from jukelite.bench.shapes import ATTENTION_DEFAULTS
+from jukelite.bench.shapes import ATTENTION_DEFAULTS, positive_ints
 from jukelite.bench.timing import environment
 from jukelite.prior.attention import AttnType, SparseAttention
 
@@ -129,13 +129,7 @@ MEMORY_NOTES = {
 
 
 def n_ctx_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"--n-ctx takes comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise ValueError(f"--n-ctx takes positive integers, got {text!r}")
-    return values
+    return positive_ints(text, "--n-ctx")
 
 
 def run_attention_bench(args: argparse.Namespace) -> dict[str, Any]:

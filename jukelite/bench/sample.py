@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from jukelite.bench.prior import prior_config, prior_shape
-from jukelite.bench.shapes import SAMPLE_DEFAULTS, SAMPLE_SHAPES
+from jukelite.bench.shapes import SAMPLE_DEFAULTS, SAMPLE_SHAPES, positive_ints
 from jukelite.bench.timing import environment, median_time
 from jukelite.inference.options import SamplingSettings
 from jukelite.inference.schedule import HOP_FRACTION_TOP, HOP_FRACTION_UPSAMPLER
@@ -61,14 +61,7 @@ MEASURES = (
 # ---------------------------------------------------------------------- parsing
 def batch_list(text: str | None) -> list[int]:
     """`--batch` as a list of positive sizes (`bench sample` compares several)."""
-    text = SAMPLE_DEFAULTS["batch"] if text is None else str(text)
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"--batch takes comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise ValueError(f"--batch takes positive integers, got {text!r}")
-    return values
+    return positive_ints(SAMPLE_DEFAULTS["batch"] if text is None else str(text), "--batch")
 
 
 def _option(args: argparse.Namespace, name: str) -> Any:

@@ -1,4 +1,5 @@
-"""Defaults and named shapes of the benchmarks (no torch import: the CLI's help reads them)."""
+"""Defaults, named shapes and list flags of the benchmarks (no torch import: the CLI's help
+reads them)."""
 
 from __future__ import annotations
 
@@ -22,3 +23,14 @@ SAMPLE_DEFAULTS: dict[str, object] = {
     "seconds": 10.0,
 }
 SAMPLE_SHAPES = ("tiny", "small", "custom")
+
+
+def positive_ints(text: str, flag: str) -> list[int]:
+    """A comma list flag (`--n-ctx 1024,4096`, `--batch 1,8`) as positive integers."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{flag} takes comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"{flag} takes positive integers, got {text!r}")
+    return values

@@ -56,17 +56,16 @@ def _parse_levels(text: str | None) -> list[int] | None:
         ) from None
 
 
+def _audio_levels(args: argparse.Namespace) -> tuple:
+    """(audio, bundle, output, levels): what `reconstruct` and `encode` both take."""
+    return args.audio, args.model, args.output, _parse_levels(args.level)
+
+
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from jukelite.inference.codec import reconstruct_file
 
-    results = reconstruct_file(
-        args.audio,
-        args.model,
-        args.output,
-        _parse_levels(args.level),
-        device=args.device,
-        progress=not args.quiet,
-    )
+    results = reconstruct_file(*_audio_levels(args), device=args.device,
+                               progress=not args.quiet)
     if args.json:
         print_json({str(k): v for k, v in results.items()})
         return 0
@@ -86,14 +85,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 def cmd_encode(args: argparse.Namespace) -> int:
     from jukelite.inference.codec import encode_file
 
-    path = encode_file(
-        args.audio,
-        args.model,
-        args.output,
-        _parse_levels(args.level),
-        device=args.device,
-        progress=not args.quiet,
-    )
+    path = encode_file(*_audio_levels(args), device=args.device, progress=not args.quiet)
     print(f"wrote {path}")
     return 0
 

@@ -39,6 +39,11 @@ def _chunked(
     return torch.cat(outputs, dim=-1)
 
 
+def _in_tokens(model: LevelVQVAE, *seconds: float) -> list[int]:
+    """Durations in whole codes of the model's level."""
+    return [int(s * model.config.sample_rate) // model.hop_length for s in seconds]
+
+
 @torch.no_grad()
 def encode_audio(
     model: LevelVQVAE,
@@ -48,13 +53,11 @@ def encode_audio(
     progress: bool = False,
 ) -> torch.Tensor:
     """Audio [N, C, T] -> codes [N, ceil(T / hop)], chunk by chunk."""
-    hop, rate = model.hop_length, model.config.sample_rate
-    device = next(model.parameters()).device
+    hop, device = model.hop_length, next(model.parameters()).device
     padded = torch.nn.functional.pad(audio, (0, -audio.shape[-1] % hop))
     return _chunked(
         padded.shape[-1] // hop,
-        int(chunk_seconds * rate) // hop,
-        int(context_seconds * rate) // hop,
+        *_in_tokens(model, chunk_seconds, context_seconds),
         lambda lo, hi: model.encode(padded[..., lo * hop : hi * hop].to(device)),
         1,
         f"encode level {model.level}",
@@ -71,14 +74,12 @@ def decode_codes(
     progress: bool = False,
 ) -> torch.Tensor:
     """Codes [N, t] -> audio [N, C, t * hop], chunk by chunk."""
-    hop, rate = model.hop_length, model.config.sample_rate
     device = next(model.parameters()).device
     return _chunked(
         codes.shape[-1],
-        int(chunk_seconds * rate) // hop,
-        int(context_seconds * rate) // hop,
+        *_in_tokens(model, chunk_seconds, context_seconds),
         lambda lo, hi: model.decode(codes[..., lo:hi].to(device)),
-        hop,
+        model.hop_length,
         f"decode level {model.level}",
         progress,
     )
