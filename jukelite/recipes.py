@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from jukelite.prior.model import PriorConfig
 from jukelite.vqvae.config import VQVAEConfig
@@ -130,6 +130,20 @@ DERIVED_MODEL_KEYS = {
 }
 
 
+def _section_type(schema: type, key: str) -> type | None:
+    """The dataclass of section `key` of `schema`, or None when `key` holds a plain value."""
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    factory = fields[key].default_factory if key in fields else dataclasses.MISSING
+    sub_type = type(factory()) if factory is not dataclasses.MISSING else None
+    return sub_type if sub_type is not None and dataclasses.is_dataclass(sub_type) else None
+
+
+def _valid_keys(schema: type, prefix: str, hidden: frozenset[str]) -> str:
+    """The keys `schema` offers at `prefix`, sorted, without those derived from elsewhere."""
+    names = (f.name for f in dataclasses.fields(schema))
+    return ", ".join(sorted(name for name in names if f"{prefix}{name}" not in hidden))
+
+
 def _unknown_keys(
     schema: type,
     values: Any,
@@ -143,48 +157,112 @@ def _unknown_keys(
     because their value comes from another section."""
     if not isinstance(values, dict):
         return
-    fields = {f.name: f for f in dataclasses.fields(schema)}
+    fields = {f.name for f in dataclasses.fields(schema)}
     for key, value in values.items():
         name = f"{prefix}{key}"
         if key not in fields:
-            valid = ", ".join(sorted(k for k in fields if f"{prefix}{k}" not in hidden))
+            valid = _valid_keys(schema, prefix, hidden)
             problems.append(f"unknown key '{name}'; valid keys here: {valid}")
             continue
-        factory = fields[key].default_factory
-        sub_type = type(factory()) if factory is not dataclasses.MISSING else None
-        if sub_type is not None and dataclasses.is_dataclass(sub_type):
+        sub_type = _section_type(schema, key)
+        if sub_type is not None:
             if not isinstance(value, dict):
                 problems.append(f"'{name}' must be a mapping of keys, got {value!r}")
             else:
                 _unknown_keys(sub_type, value, f"{name}.", problems, hidden)
 
 
-def _dotlist_to_dict(overrides: list[str]) -> dict:
-    """Turn `a.b=1` strings into a nested dict, parsing values as YAML (`1` -> int, `[1,2]`)."""
-    nested: dict = {}
-    for item in overrides:
-        if "=" not in item:
-            raise RecipeError(f"override '{item}' must look like section.key=value")
-        key, raw = item.split("=", 1)
-        parts = key.strip().split(".")
-        if not all(parts):
-            raise RecipeError(f"override '{item}' has an empty key")
-        node = nested
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise RecipeError(f"override '{item}' sets a key inside a value")
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
-    return nested
+def _hidden_keys(kind: str) -> frozenset[str]:
+    return frozenset(f"model.{key}" for key in DERIVED_MODEL_KEYS.get(kind, {}))
 
 
-def _deep_update(base: dict, extra: dict) -> dict:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _deep_update(base[key], value)
-        else:
-            base[key] = value
-    return base
+def _omegaconf_message(exc: Exception, key: str = "?") -> str:
+    """`'key': first line of the message` for an OmegaConf error."""
+    key = getattr(exc, "full_key", "") or key
+    message = getattr(exc, "msg", None) or str(exc) or type(exc).__name__
+    return f"'{key}': {str(message).splitlines()[0]}"
+
+
+def _parse_override(item: str, source: str) -> DictConfig:
+    """One `section.key=value` override as a config; OmegaConf parses the value as YAML."""
+    key, sep, value = item.partition("=")
+    # OmegaConf reads `a.b` (no `=`) as `a.b=null` and `a..b=1` as an empty key: both typos.
+    if not sep:
+        raise RecipeError(f"{source}: override '{item}' must look like section.key=value")
+    key = key.strip()
+    if not all(key.split(".")):
+        raise RecipeError(f"{source}: override '{item}' has an empty key")
+    try:
+        return OmegaConf.from_dotlist([f"{key}={value}"])
+    except (yaml.YAMLError, OmegaConfBaseException) as exc:
+        reason = str(exc).splitlines()[0]
+        raise RecipeError(
+            f"{source}: override '{item}': value is not valid YAML: {reason}"
+        ) from exc
+
+
+def _section_at(schema: type, dotted: str) -> type | None:
+    """The dataclass of the section at `dotted` ("" is the recipe itself), or None."""
+    section: type | None = schema
+    for part in dotted.split(".") if dotted else []:
+        section = _section_type(section, part) if section is not None else None
+    return section
+
+
+def _override_problem(kind: str, base: DictConfig, item: str, parsed: DictConfig) -> str:
+    """Why `parsed` (one override) does not fit `base`, the schema of a `kind` recipe in struct
+    mode; "" when it fits."""
+    schema = RECIPE_KINDS[kind]
+    key = item.partition("=")[0].strip()
+    try:
+        OmegaConf.merge(base, parsed)
+    except ConfigKeyError as exc:
+        name = exc.full_key or key
+        parent = name.rpartition(".")[0]
+        section = _section_at(schema, parent)
+        problem = f"override '{item}': unknown key '{name}'"
+        if section is not None:
+            prefix = f"{parent}." if parent else ""
+            valid = _valid_keys(section, prefix, _hidden_keys(kind))
+            problem += f"; valid keys here: {valid}"
+        return problem
+    except (OmegaConfBaseException, TypeError, ValueError) as exc:
+        if _section_at(schema, key) is not None:
+            value = OmegaConf.select(parsed, key)
+            if not isinstance(value, DictConfig):
+                return f"override '{item}': '{key}' must be a mapping of keys, got {value!r}"
+        return f"override '{item}': {_omegaconf_message(exc, key)}"
+    return ""
+
+
+def apply_overrides(raw: dict, overrides: list[str], source: str = "<recipe>") -> dict:
+    """`raw` (a parsed recipe) with `section.key=value` overrides merged in.
+
+    Each override is first merged into the schema of the recipe's kind in struct mode, so a
+    mistyped key or a value of the wrong type fails naming the override (all bad overrides at
+    once) instead of training something else."""
+    if not overrides:
+        return raw
+    parsed = [_parse_override(item, source) for item in overrides]
+    try:
+        merged = OmegaConf.merge(*parsed)
+    except (OmegaConfBaseException, TypeError) as exc:  # e.g. `train=3` then `train.steps=5`
+        raise RecipeError(f"{source}: overrides clash: {_omegaconf_message(exc)}") from exc
+    kind = merged.get("kind", raw.get("kind"))
+    if isinstance(kind, str) and kind in RECIPE_KINDS:  # else recipe_from_dict names the kind
+        base = OmegaConf.structured(RECIPE_KINDS[kind])
+        OmegaConf.set_struct(base, True)
+        problems = [
+            _override_problem(kind, base, item, one)
+            for item, one in zip(overrides, parsed, strict=True)
+        ]
+        if any(problems):
+            raise RecipeError(f"{source}:\n  " + "\n  ".join(p for p in problems if p))
+    try:
+        combined = OmegaConf.merge(OmegaConf.create(raw), merged)
+    except (OmegaConfBaseException, TypeError) as exc:
+        raise RecipeError(f"{source}: {_omegaconf_message(exc)}") from exc
+    return OmegaConf.to_container(combined)
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Any:
@@ -198,7 +276,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Any:
         raise RecipeError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise RecipeError(f"{path}: a recipe is a mapping of sections, got {type(raw).__name__}")
-    raw = _deep_update(raw, _dotlist_to_dict(overrides or []))
+    raw = apply_overrides(raw, list(overrides or []), source=str(path))
     return recipe_from_dict(raw, source=str(path))
 
 
@@ -220,7 +298,7 @@ def recipe_from_dict(raw: dict, source: str = "<recipe>") -> Any:
     schema = RECIPE_KINDS[kind]
     problems: list[str] = []
     derived = DERIVED_MODEL_KEYS.get(kind, {})
-    _unknown_keys(schema, raw, "", problems, frozenset(f"model.{key}" for key in derived))
+    _unknown_keys(schema, raw, "", problems, _hidden_keys(kind))
     model = dict(raw.get("model") or {})
     for key, origin in derived.items():
         if key in model:
@@ -243,9 +321,7 @@ def recipe_from_dict(raw: dict, source: str = "<recipe>") -> Any:
     except MissingMandatoryValue as exc:
         raise RecipeError(f"{source}: '{exc.full_key}' is required but missing") from exc
     except OmegaConfBaseException as exc:
-        key = getattr(exc, "full_key", "") or "?"
-        message = str(getattr(exc, "msg", exc)).splitlines()[0]
-        raise RecipeError(f"{source}: '{key}': {message}") from exc
+        raise RecipeError(f"{source}: {_omegaconf_message(exc)}") from exc
     except ValueError as exc:  # a section's own validation (e.g. VQVAEConfig.validate)
         raise RecipeError(f"{source}: {exc}") from exc
     _check_values(recipe, source)

@@ -146,15 +146,106 @@ def test_override_adds_a_missing_section(recipe_file):
     assert recipe.train.batch_size == 8
 
 
-@pytest.mark.parametrize("override", ["train.steps", "=3", "train..steps=3"])
-def test_malformed_override(recipe_file, override):
-    with pytest.raises(RecipeError, match="override"):
-        load_recipe(recipe_file(raw()), [override])
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        # Without `=` OmegaConf would read `train.steps` as `train.steps=null`.
+        ("train.steps", "override 'train.steps' must look like section.key=value"),
+        ("=3", "override '=3' has an empty key"),
+        ("train..steps=3", "override 'train..steps=3' has an empty key"),
+        ("train.steps=[1", "override 'train.steps=[1': value is not valid YAML"),
+    ],
+)
+def test_malformed_override(recipe_file, override, expected):
+    path = recipe_file(raw())
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path, [override])
+    assert str(info.value).startswith(f"{path}: ")
+    assert expected in str(info.value)
+
+
+def test_override_values_are_parsed_as_yaml(recipe_file):
+    recipe = load_recipe(recipe_file(raw(train={"ema_decay": 0.9})), [
+        "train.lr=1e-4",  # PyYAML alone reads exponents without a dot as strings
+        "train.weight_decay=3e-4",
+        "train.ema_decay=",  # an empty value is null
+        "train.progress=false",
+        "train.seed='7'",  # a quoted number still converts to an int field
+        "model.depth=[2,1]",
+        "output.dir=runs/2024-05-01",
+        "output.bundle=2024-05-01",  # a date-like value stays the string given
+        "train.device=cuda:1",
+    ])
+    assert recipe.train.lr == 1e-4 and recipe.train.weight_decay == 3e-4
+    assert recipe.train.ema_decay is None
+    assert recipe.train.progress is False
+    assert recipe.train.seed == 7
+    assert recipe.model.depth == [2, 1]
+    assert recipe.output.dir == "runs/2024-05-01" and recipe.output.bundle == "2024-05-01"
+    assert recipe.train.device == "cuda:1"
+
+
+def test_later_override_wins(recipe_file):
+    recipe = load_recipe(recipe_file(raw()), ["train.steps=3", "train.steps=4"])
+    assert recipe.train.steps == 4
 
 
 def test_override_with_unknown_key_is_refused(recipe_file):
-    with pytest.raises(RecipeError, match=r"unknown key 'train\.stepz'"):
-        load_recipe(recipe_file(raw()), ["train.stepz=3"])
+    path = recipe_file(raw())
+    with pytest.raises(RecipeError, match=r"unknown key 'train\.stepz'") as info:
+        load_recipe(path, ["train.stepz=3"])
+    message = str(info.value)
+    assert message.startswith(f"{path}:")
+    line = next(line for line in message.splitlines() if "stepz" in line)
+    assert line.strip().startswith("override 'train.stepz=3': unknown key 'train.stepz'")
+    valid = line.split("valid keys here: ")[1].split(", ")
+    assert valid == sorted(valid) and {"steps", "lr", "ema_decay"} <= set(valid)
+
+
+def test_every_bad_override_is_listed_at_once(recipe_file):
+    with pytest.raises(RecipeError) as info:
+        load_recipe(recipe_file(raw()), [
+            "train.steps=3", "extra.x=1", "model.sampel_rate=1", "train.lr=fast", "train=3",
+        ])
+    lines = str(info.value).splitlines()[1:]
+    assert len(lines) == 4
+    assert lines[0].endswith(
+        "override 'extra.x=1': unknown key 'extra'; "
+        "valid keys here: data, kind, level, model, output, train"
+    )
+    # Keys derived from another section are not offered.
+    assert "unknown key 'model.sampel_rate'" in lines[1]
+    model_keys = lines[1].split("valid keys here: ")[1].split(", ")
+    assert "width" in model_keys and "sample_rate" not in model_keys
+    assert "override 'train.lr=fast': 'train.lr'" in lines[2]
+    assert "override 'train=3': 'train' must be a mapping of keys, got 3" in lines[3]
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("train.steps=many", "train.steps"),
+        ("train.steps=1.5", "train.steps"),
+        ("train.steps=null", "train.steps"),
+        ("train.steps.x=1", "train.steps"),
+        ("model.width=abc", "model.width"),
+        ("data.sample_rate=abc", "data.sample_rate"),
+    ],
+)
+def test_override_type_error_names_the_override_and_key(recipe_file, override, key):
+    path = recipe_file(raw())
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path, [override])
+    assert str(info.value).startswith(f"{path}:")
+    assert f"override '{override}': '{key}'" in str(info.value)
+
+
+def test_override_keys_are_checked_against_the_recipe_kind(tmp_path):
+    recipe = REPO / "recipes" / "tiny" / "prior_top.yaml"
+    with pytest.raises(RecipeError, match=r"unknown key 'data\.sample_rate'; valid keys here: "
+                                          r"cache_dir, lyrics_version, manifest"):
+        load_recipe(recipe, ["data.sample_rate=8000"])
+    assert load_recipe(recipe, ["data.lyrics_version=v3"]).data.lyrics_version == "v3"
 
 
 def test_override_cannot_set_model_sample_rate(recipe_file):
