@@ -13,6 +13,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import librosa
 import numpy as np
 import torch
 import torchaudio.functional as taf
@@ -30,18 +31,7 @@ TOP_DB = 80.0  # dynamic range shown by the spectrogram colour map
 MAX_PIXELS = 2048  # longer axes are max-pooled first: a 10-minute song has ~200k top tokens
 MAX_LABELS = 40  # lyric tick labels on the alignment plot's y axis
 _POWER_FLOOR = 1e-10  # -100 dB: silence stays finite, with no log10(0) warnings
-
-# Slaney's mel scale (librosa's default): linear below 1 kHz, logarithmic above.
-_F_SP = 200.0 / 3.0
-_MIN_LOG_HZ = 1000.0
-_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
-_LOG_STEP = math.log(6.4) / 27.0
-
-
-def _hz_to_mel(hz: float) -> float:
-    if hz < _MIN_LOG_HZ:
-        return hz / _F_SP
-    return _MIN_LOG_MEL + math.log(hz / _MIN_LOG_HZ) / _LOG_STEP
+_HZ_TICKS = (100, 250, 500, 1000, 2000, 4000, 8000, 16000)
 
 
 def _to_numpy(array: torch.Tensor | ArrayLike) -> np.ndarray:
@@ -68,11 +58,11 @@ def _fft_size(sample_rate: int) -> int:
 def _mel_bands(sample_rate: int, n_fft: int) -> int:
     """Up to 128 bands, fewer when the STFT bins are too coarse to give every band a bin.
 
-    The narrowest bands are at the bottom, in the linear part of the scale; keeping their
-    spacing at least one bin wide avoids all-zero filters (and torchaudio's warning about them).
+    The n + 2 mel points are evenly spaced in mel from 0 Hz, so the narrowest gap is the lowest;
+    keeping it at least one bin wide avoids all-zero filters (and torchaudio's warning about
+    them), which 128 bands would give from ~390 kHz.
     """
-    band_hz = sample_rate / n_fft
-    fit = int(_hz_to_mel(sample_rate / 2) * _F_SP / band_hz) - 1
+    fit = int(librosa.hz_to_mel(sample_rate / 2) / librosa.hz_to_mel(sample_rate / n_fft)) - 1
     return max(1, min(128, fit))
 
 
@@ -88,9 +78,8 @@ def _mel_db(mono: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int, int]:
     n_mels = _mel_bands(sample_rate, n_fft)
     bank = taf.melscale_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate,
                                norm="slaney", mel_scale="slaney")  # [freqs, mels]
-    db = 10.0 * torch.log10((bank.T @ spec).clamp_min(_POWER_FLOOR))
-    db = torch.maximum(db, db.max() - TOP_DB)
-    return db.numpy(), hop, n_mels
+    db = librosa.power_to_db((bank.T @ spec).numpy(), amin=_POWER_FLOOR, top_db=TOP_DB)
+    return db, hop, n_mels
 
 
 def _save(figure: Figure, path: PathLike) -> Path:
@@ -98,6 +87,32 @@ def _save(figure: Figure, path: PathLike) -> Path:
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=DPI)  # the temp name's suffix is ".tmp.png"
     return Path(path)
+
+
+def _hz_label(hz: int) -> str:
+    return f"{hz // 1000}k" if hz >= 1000 else str(hz)
+
+
+def _spectrogram_figure(mono: np.ndarray, sample_rate: int, title: str) -> Figure:
+    """The y axis is in mels, so the bands (evenly spaced in mel) are equal rows of one image;
+    librosa's specshow would draw a mesh (~50 ms more per PNG) on a symlog stand-in for the scale.
+    """
+    db, hop, n_mels = _mel_db(mono, sample_rate)
+    frame_s = hop / sample_rate
+    step = librosa.hz_to_mel(sample_rate / 2) / (n_mels + 1)  # band m is centred at (m + 1) step
+    figure = Figure(figsize=FIGSIZE, layout="constrained")
+    axes = figure.add_subplot()
+    extent = (-0.5 * frame_s, (db.shape[1] - 0.5) * frame_s, 0.5 * step, (n_mels + 0.5) * step)
+    image = axes.imshow(db, origin="lower", aspect="auto", extent=extent, cmap="magma",
+                        interpolation="nearest")
+    ticks = [hz for hz in _HZ_TICKS if step <= librosa.hz_to_mel(hz) <= n_mels * step]
+    axes.set_yticks(librosa.hz_to_mel(ticks), [_hz_label(hz) for hz in ticks])
+    axes.set_xlabel("Time (s)")
+    axes.set_ylabel("Frequency (Hz)")
+    if title:
+        axes.set_title(title)
+    figure.colorbar(image, ax=axes, label="dB")
+    return figure
 
 
 def save_spectrogram_png(
@@ -110,26 +125,7 @@ def save_spectrogram_png(
     """
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be > 0, got {sample_rate}")
-    db, hop, n_mels = _mel_db(_mono(audio), sample_rate)
-    frame_s = hop / sample_rate
-    figure = Figure(figsize=FIGSIZE, layout="constrained")
-    axes = figure.add_subplot()
-    extent = (-0.5 * frame_s, (db.shape[1] - 0.5) * frame_s, -0.5, n_mels - 0.5)
-    image = axes.imshow(db, origin="lower", aspect="auto", extent=extent, cmap="magma",
-                        interpolation="nearest")
-    # Band m is centred on mel point m + 1 of n_mels + 2 evenly spaced points from 0 Hz.
-    mel_top = _hz_to_mel(sample_rate / 2)
-    ticks = [hz for hz in (100, 250, 500, 1000, 2000, 4000, 8000, 16000) if hz < sample_rate / 2]
-    positions = [_hz_to_mel(hz) / mel_top * (n_mels + 1) - 1 for hz in ticks]
-    shown = [(p, hz) for p, hz in zip(positions, ticks, strict=True) if 0 <= p <= n_mels - 1]
-    axes.set_yticks([p for p, _ in shown])
-    axes.set_yticklabels([f"{hz // 1000}k" if hz >= 1000 else str(hz) for _, hz in shown])
-    axes.set_xlabel("Time (s)")
-    axes.set_ylabel("Frequency (Hz)")
-    if title:
-        axes.set_title(title)
-    figure.colorbar(image, ax=axes, label="dB")
-    return _save(figure, path)
+    return _save(_spectrogram_figure(_mono(audio), sample_rate, title), path)
 
 
 def _max_pool(matrix: np.ndarray, axis: int, limit: int) -> np.ndarray:

@@ -8,6 +8,7 @@ import json
 import re
 from dataclasses import replace
 
+import librosa
 import matplotlib.image
 import numpy as np
 import pytest
@@ -321,6 +322,33 @@ def test_start_times_come_from_the_best_monotone_path(seed):
     firsts = [best.index(c) for c in visited]
     expected = np.interp(np.arange(4), visited, firsts) * 0.25
     np.testing.assert_allclose(char_start_times(matrix, 0.25), expected)
+
+
+def librosa_dtw_starts(matrix: np.ndarray) -> np.ndarray:
+    """Start tokens from librosa's DTW posed as the same search: a (1, 0) step pays for the
+    character a token enters its row at, a (0, 1) step moves on to a later one for free, and a
+    zero-cost first row lets the path start at any character."""
+    cost = np.vstack([np.zeros((1, matrix.shape[1])), -np.log(np.fmax(matrix, 1e-12))])
+    _, wp = librosa.sequence.dtw(C=cost, step_sizes_sigma=np.array([[1, 0], [0, 1]]),
+                                 weights_mul=np.array([1.0, 0.0]), subseq=True)
+    if wp[0, 0] != len(cost) - 1:  # librosa gives tall matrices' subseq paths as (col, row)
+        wp = wp[:, ::-1]
+    path = np.full(len(matrix), matrix.shape[1])
+    for row, col in wp[wp[:, 0] > 0]:
+        path[row - 1] = min(path[row - 1], col)
+    visited, first = np.unique(path, return_index=True)
+    return np.interp(np.arange(matrix.shape[1]), visited, first)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_start_times_match_librosa_dtw(ties):
+    """The path librosa.sequence.dtw finds where its ~20 bytes per cell fit, ties included
+    (levels 0, 1/2, 1 tie often; both keep the later character)."""
+    rng = np.random.default_rng(7)
+    for _ in range(100):
+        shape = (int(rng.integers(1, 30)), int(rng.integers(1, 12)))
+        matrix = rng.integers(0, 3, shape) / 2 if ties else rng.random(shape) ** 3
+        np.testing.assert_array_equal(char_start_times(matrix, 1.0), librosa_dtw_starts(matrix))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,11 +9,14 @@ import matplotlib.image
 import numpy as np
 import pytest
 import torch
+import torchaudio.functional as taf
 
 from jukelite.inference.plots import (
-    _hz_to_mel,
+    _fft_size,
     _max_pool,
+    _mel_bands,
     _mel_db,
+    _spectrogram_figure,
     _word_ticks,
     save_alignment_png,
     save_spectrogram_png,
@@ -45,7 +48,11 @@ def test_short_and_silent_audio_draw_without_warnings(tmp_path, samples):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         path = save_spectrogram_png(tmp_path / "s.png", torch.zeros(1, samples), 8000)
+        image = _spectrogram_figure(np.zeros(samples, dtype=np.float32), 8000, "").axes[0]
     assert_png(path, 400, 1000)
+    shown = image.images[0].get_array()
+    assert shown.shape[0] == 128 and shown.shape[1] >= 1
+    assert np.isfinite(shown).all() and shown.max() == shown.min()
 
 
 def test_silence_is_finite_and_flat():
@@ -54,14 +61,48 @@ def test_silence_is_finite_and_flat():
     assert db.max() == db.min() == pytest.approx(-100.0)
 
 
+def test_range_is_clipped_to_80_db_below_the_peak():
+    t = np.arange(8000) / 8000
+    db, _, _ = _mel_db(np.sin(2 * math.pi * 440 * t).astype(np.float32), 8000)
+    assert db.max() > 0 and db.min() == pytest.approx(db.max() - 80.0)
+
+
 @pytest.mark.parametrize("sample_rate", [8000, 22050, 44100])
-def test_a_tone_peaks_at_the_band_its_tick_names(sample_rate):
-    """The Hz tick positions and the filterbank agree: a 1 kHz tone lands at the 1k tick."""
+@pytest.mark.parametrize(("hz", "label"), [(250, "250"), (1000, "1k"), (2000, "2k")])
+def test_a_tone_is_drawn_at_the_tick_naming_its_frequency(sample_rate, hz, label):
+    """Read off the figure: the brightest row of the image sits on the tick labelled `hz`."""
     t = np.arange(sample_rate) / sample_rate
-    db, _, n_mels = _mel_db(np.sin(2 * math.pi * 1000 * t).astype(np.float32), sample_rate)
-    peak = int(np.argmax(db.mean(axis=1)))
-    tick = _hz_to_mel(1000) / _hz_to_mel(sample_rate / 2) * (n_mels + 1) - 1
-    assert abs(peak - tick) <= 1.0
+    tone = np.sin(2 * math.pi * hz * t).astype(np.float32)
+    axes = _spectrogram_figure(tone, sample_rate, "tone").axes[0]
+    image = axes.images[0]
+    rows = image.get_array().mean(axis=1)
+    bottom, top = image.get_extent()[2:]
+    band = (top - bottom) / len(rows)
+    peak_y = bottom + (int(np.argmax(rows)) + 0.5) * band
+    ticks = {tick.get_text(): y for tick, y in zip(axes.get_yticklabels(), axes.get_yticks(),
+                                                    strict=True)}
+    assert abs(peak_y - ticks[label]) <= band
+    assert min(ticks, key=lambda name: abs(ticks[name] - peak_y)) == label
+    assert axes.get_title() == "tone" and axes.get_xlabel() == "Time (s)"
+
+
+@pytest.mark.parametrize(("sample_rate", "bands"), [
+    (8000, 128), (22050, 128), (44100, 128), (96000, 128), (192000, 114), (400000, 61),
+])
+def test_band_count_leaves_no_empty_filter(sample_rate, bands):
+    n_fft = _fft_size(sample_rate)
+    assert _mel_bands(sample_rate, n_fft) == bands
+
+    def empty_filters(n_mels: int) -> int:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torchaudio warns about all-zero filters
+            bank = taf.melscale_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate,
+                                       norm="slaney", mel_scale="slaney")
+        return int((bank.amax(dim=0) == 0).sum())
+
+    assert empty_filters(bands) == 0
+    if sample_rate == 400000:  # where 128 bands would leave one empty
+        assert empty_filters(128) == 1
 
 
 def test_bad_audio_is_refused_and_leaves_no_file(tmp_path):
