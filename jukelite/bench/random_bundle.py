@@ -23,7 +23,7 @@ from jukelite.prior.model import LevelPrior
 from jukelite.recipes import PriorRecipe, RecipeError, VQVAERecipe, load_recipe
 from jukelite.vqvae.model import LevelVQVAE
 
-RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
 TINY_PRIOR_RECIPES = ("prior_top.yaml", "prior_mid.yaml", "prior_bottom.yaml")
 
 

@@ -171,3 +171,20 @@ def test_help_documents_the_sample_benchmark(capsys: pytest.CaptureFixture[str])
     text = capsys.readouterr().out
     for word in ("sample", "--naive-tokens", "--no-render", "--dtype", "default 1,8"):
         assert word in text
+
+
+def test_the_tiny_random_bundle_is_built_from_the_shipped_recipes(tmp_path: Path):
+    from jukelite.bench.random_bundle import build_random_bundle, tiny_recipes
+    from jukelite.bundle import Bundle
+
+    vqvae_recipe, prior_recipes = tiny_recipes()
+    assert [p.name for p in prior_recipes] == ["prior_top.yaml", "prior_mid.yaml",
+                                               "prior_bottom.yaml"]
+    assert all(p.is_file() for p in [vqvae_recipe, *prior_recipes])
+    path = build_random_bundle(tmp_path / "tiny", vqvae_recipe, prior_recipes)
+    bundle = Bundle.open(path)
+    bundle.check_complete()
+    assert bundle.levels == [0, 1, 2] and sorted(bundle.prior_configs) == [0, 1, 2]
+    assert bundle.prior_configs[2].lyrics != "none" and bundle.prior_configs[0].upsampler
+    with pytest.raises(FileExistsError, match="already holds a bundle"):
+        build_random_bundle(path, vqvae_recipe, prior_recipes)
