@@ -340,3 +340,14 @@ def test_bad_level_is_a_usage_error(tiny_bundle, tmp_path, capsys):
                  str(tmp_path / "c.safetensors")])
     assert code == 2
     assert "--level must be 'all' or comma-separated integers" in capsys.readouterr().err
+
+
+def test_the_cli_runs_as_a_module(tmp_path):
+    """`torchrun -m jukelite.cli train ...` (README) needs `python -m jukelite.cli` to work."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "jukelite.cli", "train", JUKEBOX, "--dry-run"],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "trainable parameters: 1,485,763" in result.stdout
