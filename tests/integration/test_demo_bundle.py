@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from jukelite.bundle import file_sha256, read_manifest
+from jukelite.bundle import demo_bundle_path, file_sha256, read_manifest
 from jukelite.cli import main
-from jukelite.demo_model import demo_bundle_path
 
 from .conftest import REPO
 

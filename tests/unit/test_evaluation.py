@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from jukelite import demo_model
+from jukelite import bundle as demo_model
 from jukelite.bundle import save_prior_level
 from jukelite.cli import EXIT_USAGE, main
 from jukelite.data.labels import LabelVocabulary
