@@ -100,25 +100,8 @@ class Sampler:
             tokens = request.total_samples // bundle.hop_lengths[level]
             stats = record["levels"].setdefault(str(level), {"seconds": 0.0, "sampled": 0})
             stats["tokens"] = tokens
-            have = codes.get(level, empty_codes(request.n_samples))
-            if have.shape[1] < tokens:
-                job = self._job(level, request, song, codes.get(level + 1))
-                began = time.perf_counter()
-                done = have.shape[1] * request.n_samples
-                goal = tokens * request.n_samples
-
-                def tick(k: int, level: int = level, goal: int = goal) -> None:
-                    nonlocal done
-                    done += k
-                    if progress is not None:
-                        progress(level, done, goal)
-
-                for so_far in sample_level(job, have.to(self.device), tick):
-                    codes[level] = so_far.cpu()
-                    save()
-                stats["seconds"] += time.perf_counter() - began
-                stats["sampled"] += (tokens - have.shape[1]) * request.n_samples
-                stats["tokens_per_second"] = stats["sampled"] / max(stats["seconds"], 1e-9)
+            if codes.get(level, empty_codes(request.n_samples)).shape[1] < tokens:
+                self._sample_level(level, request, song, codes, stats, save, progress)
             if request.alignment and level == bundle.top_level:
                 aligned = self.align(request, song, codes[level])
                 record["alignment"] = aligned.to_record()
@@ -133,6 +116,36 @@ class Sampler:
         save()
         kept = {level: c for level, c in codes.items() if level >= lowest}
         return Song(audio, bundle.sample_rate, kept, record, aligned)
+
+    def _sample_level(
+        self,
+        level: int,
+        request: SampleRequest,
+        song: SongConditions,
+        codes: dict[int, Tensor],
+        stats: dict[str, Any],
+        save: Callable[[], None],
+        progress: Progress | None,
+    ) -> None:
+        """Sample the rest of `codes[level]`, saving after every window; timings into `stats`."""
+        have = codes.get(level, empty_codes(request.n_samples))
+        job = self._job(level, request, song, codes.get(level + 1))
+        tokens = job.schedule.total
+        done, goal = have.shape[1] * request.n_samples, tokens * request.n_samples
+
+        def tick(k: int) -> None:
+            nonlocal done
+            done += k
+            if progress is not None:
+                progress(level, done, goal)
+
+        began = time.perf_counter()
+        for so_far in sample_level(job, have.to(self.device), tick):
+            codes[level] = so_far.cpu()
+            save()
+        stats["seconds"] += time.perf_counter() - began
+        stats["sampled"] += (tokens - have.shape[1]) * request.n_samples
+        stats["tokens_per_second"] = stats["sampled"] / max(stats["seconds"], 1e-9)
 
     def _job(
         self, level: int, request: SampleRequest, song: SongConditions, upper: Tensor | None
