@@ -13,7 +13,7 @@ from jukelite.evaluation.conditioning import (
     evaluate_conditioning,
     format_table,
 )
-from jukelite.evaluation.recognizer import character_error_rate, edit_distance
+from jukelite.evaluation.recognizer import character_error_rate
 
 __all__ = [
     "FULL",
@@ -21,7 +21,6 @@ __all__ = [
     "ConditioningEvalError",
     "EvalSettings",
     "character_error_rate",
-    "edit_distance",
     "evaluate_conditioning",
     "format_table",
 ]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torchaudio.functional import edit_distance
 
 from jukelite.evaluation.features import AudioLike, log_mel
 
@@ -45,21 +46,6 @@ def to_units(text: str, units: str = "characters") -> str:
         keep = set(UNITS["vowels"])
         words = [w for w in ("".join(c for c in word if c in keep) for word in words) if w]
     return " ".join(words)
-
-
-def edit_distance(reference: Sequence, hypothesis: Sequence) -> int:
-    """Levenshtein distance: the fewest substitutions, insertions and deletions."""
-    previous = list(range(len(hypothesis) + 1))
-    for i, ref in enumerate(reference, start=1):
-        current = [i]
-        for j, hyp in enumerate(hypothesis, start=1):
-            current.append(min(
-                previous[j] + 1,  # reference item deleted
-                current[j - 1] + 1,  # hypothesis item inserted
-                previous[j - 1] + (ref != hyp),  # substituted (or matched)
-            ))
-        previous = current
-    return previous[-1]
 
 
 def character_error_rate(

@@ -22,14 +22,23 @@ from jukelite.evaluation.classifiers import accuracy, features_of, train_classif
 from jukelite.evaluation.conditioning import (
     ConditioningEvalError,
     EvalSettings,
+    Judged,
     evaluate_conditioning,
+    floor_metrics,
     format_table,
+    metrics,
     synth_vocabulary,
 )
-from jukelite.evaluation.features import feature_names, log_mel, song_features
+from jukelite.evaluation.features import (
+    PITCH_HIGH,
+    PITCH_LOW,
+    TEMPO_BPM,
+    feature_names,
+    log_mel,
+    song_features,
+)
 from jukelite.evaluation.recognizer import (
     character_error_rate,
-    edit_distance,
     lyric_segments,
     to_units,
     train_recognizer,
@@ -88,17 +97,16 @@ def _synth_bundle(path: Path, make_bundle, artists=BUNDLE_ARTISTS, genres=BUNDLE
 
 
 # ----------------------------------------------------------------------------- CER
-@pytest.mark.parametrize(("ref", "hyp", "distance"), [
-    ("kitten", "sitting", 3),
-    ("", "abc", 3),
-    ("abc", "", 3),
-    ("same", "same", 0),
-    ("flaw", "lawn", 2),
-    (["la", "la"], ["la"], 1),
+@pytest.mark.parametrize(("ref", "hyp", "cer"), [
+    ("kitten", "sitting", 3 / 6),  # k->s, e->i, +g
+    ("flaw", "lawn", 2 / 4),  # -f, +n
+    ("oh my love", "o my lover", 2 / 10),  # -h, +r; spaces count as characters
+    ("the cat", "a cat", 3 / 7),  # t->a, -h, -e
+    ("same", "same", 0.0),
+    ("abc", "", 1.0),
 ])
-def test_edit_distance(ref, hyp, distance):
-    assert edit_distance(ref, hyp) == distance
-    assert edit_distance(hyp, ref) == distance
+def test_character_error_rate_of_known_strings(ref, hyp, cer):
+    assert character_error_rate([ref], [hyp]) == pytest.approx(cer)
 
 
 def test_character_error_rate_is_total_edits_over_total_reference_length():
@@ -141,6 +149,24 @@ def test_features_ignore_level_and_channel_layout():
     assert log_mel(torch.zeros(RATE), RATE).shape == (101, 40)  # silence stays finite
 
 
+def test_features_hear_the_pitch_of_a_tone_and_the_tempo_of_a_click_track():
+    rate, seconds = 16000, 4
+    t = np.arange(seconds * rate) / rate
+    a4 = song_features(np.sin(2 * np.pi * 440.0 * t), rate)  # MIDI 69, pitch class A
+    names = feature_names()
+    semitones = a4[[names.index(f"semitone_{m}") for m in range(PITCH_LOW, PITCH_HIGH)]]
+    chroma = a4[[names.index(f"chroma_{c}") for c in range(12)]]
+    assert PITCH_LOW + int(semitones.argmax()) == 69
+    assert int(chroma.argmax()) == 9 and float(chroma.sum()) == pytest.approx(1.0)
+
+    clicks = np.zeros(seconds * rate, dtype=np.float32)
+    for start in range(0, clicks.size, rate // 2):  # 120 per minute: 10 ms noise bursts
+        clicks[start : start + rate // 100] = np.random.default_rng(start).uniform(-1, 1, 160)
+    tempo = song_features(clicks, rate)[[names.index(f"tempo_{bpm:.0f}") for bpm in TEMPO_BPM]]
+    assert TEMPO_BPM[int(tempo.argmax())] == pytest.approx(120, rel=0.02)
+    assert float(tempo.max()) > 0.5  # the clicks recur: strong autocorrelation at their period
+
+
 # ----------------------------------------------------------------------------- scorers
 def test_classifiers_learn_genre_and_artist_from_demo_songs(demo_songs):
     train, held_out = demo_songs
@@ -172,6 +198,23 @@ def test_recognizer_learns_the_sung_words(demo_songs):
         examples, RATE, seed=0, steps=5, **small).transcribe(audios[:3])  # same seed, same model
 
 
+def test_classifier_generalises_on_separable_features_and_not_on_shuffled_labels():
+    generator = torch.Generator().manual_seed(0)
+    labels = ["a", "b", "c"]
+    centres = 3 * torch.randn(len(labels), 16, generator=generator)
+
+    def blobs(n: int) -> tuple[torch.Tensor, list[str]]:
+        index = [i % len(labels) for i in range(n)]
+        return centres[index] + torch.randn(n, 16, generator=generator), [labels[i] for i in index]
+
+    (x_train, y_train), (x_test, y_test) = blobs(60), blobs(300)
+    model = train_classifier(x_train, y_train, RATE, seed=0)
+    assert accuracy(model.predict_features(x_test), y_test) == 1.0
+    shuffled = [y_train[i] for i in torch.randperm(len(y_train), generator=generator)]
+    guessing = train_classifier(x_train, shuffled, RATE, seed=0)
+    assert accuracy(guessing.predict_features(x_test), y_test) == pytest.approx(1 / 3, abs=0.1)
+
+
 def test_accuracy_rejects_mismatched_lists():
     assert accuracy(["a", "b"], ["a", "a"]) == 0.5
     with pytest.raises(ValueError):
@@ -179,6 +222,27 @@ def test_accuracy_rejects_mismatched_lists():
 
 
 # ----------------------------------------------------------------------------- evaluation
+def test_floor_is_what_shuffled_requests_score():
+    asked = [label for label in "ABCD" for _ in range(5)]
+    lyrics = [3 * chr(ord("a") + i) for i in range(len(asked))]  # "aaa", "bbb", ...
+    follows = Judged(asked, asked, lyrics, asked, asked, lyrics)
+    assert metrics(follows, "characters")["artist_accuracy"] == 1.0
+    assert metrics(follows, "characters")["lyric_cer"] == 0.0
+    floor = floor_metrics(follows, "characters", permutations=400, seed=0)
+    # A shuffled request names the heard label with probability 4 * (5/20)^2 = 1/4, and asks
+    # for the clip's own lyrics (no errors; otherwise 3 in 3) with probability 1/20.
+    assert floor["artist_accuracy"] == pytest.approx(0.25, abs=0.02)
+    assert floor["genre_accuracy"] == pytest.approx(0.25, abs=0.02)
+    assert floor["lyric_cer"] == pytest.approx(0.95, abs=0.02)
+    ignores = Judged(asked, asked, lyrics, ["A"] * 20, ["B"] * 20, ["aaa"] * 20)
+    floor = floor_metrics(ignores, "characters", permutations=20, seed=0)
+    # Every shuffle scores a model that ignores its requests exactly as the requests did.
+    assert metrics(ignores, "characters")["artist_accuracy"] == 0.25
+    assert metrics(ignores, "characters")["lyric_cer"] == 0.95
+    assert floor["artist_accuracy"] == pytest.approx(0.25, abs=1e-12)
+    assert floor["lyric_cer"] == pytest.approx(0.95, abs=1e-12)
+
+
 def test_synth_vocabulary_maps_normalised_names_and_names_both_vocabularies():
     artists, genres = synth_vocabulary(["unknown", "mira_vale", "someone"], ["unknown", "rock"])
     assert artists == {"mira_vale": "Mira Vale"} and genres == {"rock": "rock"}
@@ -196,12 +260,11 @@ def test_evaluate_conditioning_reports_model_ceiling_and_floor(tmp_path, make_bu
     json.dumps(report, allow_nan=False)  # JSON-ready as it is
     assert {"model", "upsampled", "reconstruction", "ceiling", "floor", "settings", "samples",
             "timing_s"} <= set(report)
-    for part in ("model", "upsampled", "reconstruction", "ceiling", "floor"):
-        for key in ("artist_accuracy", "genre_accuracy"):
-            assert 0.0 <= report[part][key] <= 1.0
-        assert report[part]["lyric_cer"] >= 0.0
-    for key in ("artist_accuracy", "genre_accuracy"):
-        assert report["floor"][key] <= report["ceiling"][key]
+    samples = report["samples"]
+    for key, heard in (("artist", "heard_artist"), ("genre", "heard_genre")):
+        assert report["model"][f"{key}_accuracy"] == np.mean([s[key] == s[heard] for s in samples])
+    assert report["model"]["lyric_cer"] == character_error_rate(
+        [s["lyrics"] for s in samples], [s["heard_lyrics"] for s in samples])
     settings = report["settings"]
     assert settings["artists"] == {"dusty_static": "Dusty Static", "nova_lark": "Nova Lark"}
     assert settings["genres"] == {"ambient": "ambient", "chiptune": "chiptune"}
