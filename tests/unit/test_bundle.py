@@ -225,3 +225,40 @@ def test_unexpected_tensor_name_is_refused(tmp_path):
               str(path), metadata={"format": CODES_FORMAT, "info": "{}"})
     with pytest.raises(CodesError, match="unexpected tensor 'audio'"):
         load_codes(path)
+
+
+def test_components_written_at_once_all_land_in_the_manifest(tmp_path, tiny_level):
+    """Two writers into one bundle (e.g. two trainings finishing together) hold the lock in
+    turn, so neither overwrites the other's entry in jukelite.json."""
+    import threading
+
+    bundle, errors = tmp_path / "b", []
+    models = [tiny_level(level) for level in (0, 1)]
+
+    def write(model) -> None:
+        try:
+            for _ in range(10):
+                save_vqvae_level(bundle, model)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(model,)) for model in models]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert vqvae_levels(bundle) == [0, 1]
+
+
+def test_the_package_imports_without_posix_only_modules():
+    """The bundle lock is portable: jukelite imports where fcntl does not exist (Windows)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules.update(fcntl=None, termios=None, resource=None); "
+            "import jukelite, jukelite.cli, jukelite.bundle, jukelite.train.trainer, "
+            "jukelite.inference.run, jukelite.bench.sample; print('ok')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and result.stdout == "ok\n", result.stderr[-2000:]
