@@ -504,3 +504,41 @@ def demo_bundle_path() -> Path:
         f"the demo model is not installed (looked in {searched}); install jukelite from its "
         "repository (pip install -e .) or pass --model / the path of a trained bundle"
     )
+
+
+# ---------------------------------------------------------------------- components made elsewhere
+def add_converted_level(
+    bundle: str | Path,
+    section: str,
+    level: int,
+    tensors: dict[str, torch.Tensor],
+    entry: dict[str, Any],
+    manifest_fields: dict[str, Any] | None = None,
+) -> Path:
+    """Write one level whose tensors were made outside training (an importer), under the same
+    lock and atomic writes as trained components. `section` is "vqvae" or "priors"; `entry`
+    holds its config, parameters, provenance (and `hop_length` for a VQ-VAE); `manifest_fields`
+    (sample_rate, channels, levels) must agree with what the bundle already holds."""
+    if section not in ("vqvae", "priors"):
+        raise BundleError(f"section must be 'vqvae' or 'priors', got {section!r}")
+    bundle = Path(bundle)
+    prefix = "vqvae" if section == "vqvae" else "prior"
+    weights = bundle / f"{prefix}_level_{level}.safetensors"
+    with _locked_manifest(bundle) as manifest:
+        for key, value in (manifest_fields or {}).items():
+            if manifest.get(key) is not None and manifest[key] != value:
+                raise BundleError(f"{bundle}: cannot add {prefix} level {level} with "
+                                  f"{key}={value}; the bundle has {key}={manifest[key]}")
+            manifest[key] = value
+        if section == "priors" and str(level) not in manifest["vqvae"]:
+            raise BundleError(f"{bundle}: cannot add prior level {level} without VQ-VAE level "
+                              f"{level}")
+        with atomic_path(weights) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": f"jukelite-{prefix}",
+                                                   "level": str(level)})
+        if section == "vqvae":
+            manifest["hop_lengths"][str(level)] = entry["hop_length"]
+        manifest[section][str(level)] = {
+            "file": weights.name, "sha256": file_sha256(weights), "metrics": {}, **entry,
+        }
+    return weights

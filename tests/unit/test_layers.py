@@ -19,7 +19,7 @@ FLOORS = {
     "data": 2, "vqvae": 2,
     "prior": 3,
     "bundle": 4, "recipes": 4,
-    "train": 5, "inference": 5,
+    "train": 5, "inference": 5, "convert": 5,
     "api": 6,
     "jukelite": 6.5,  # the package itself re-exports the API
     "evaluation": 7, "bench": 7,
