@@ -22,7 +22,7 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -213,17 +213,34 @@ def load_vqvae_level(
     return model.to(device).eval()
 
 
-def _vocabulary_sizes(manifest: dict[str, Any]) -> dict[str, int]:
-    """Entries in each vocabulary the priors use (id 0, "unknown" or padding, included)."""
+def _vocabulary_sizes(
+    labels: dict[str, Any] | None, lyrics: dict[str, Any] | None
+) -> dict[str, int]:
+    """Entries in each vocabulary a prior uses (id 0, "unknown" or padding, included); for
+    Jukebox id files, the embedding rows."""
     sizes = {}
-    if manifest.get("labels"):
-        sizes["artists"] = len(manifest["labels"]["artists"])
-        sizes["genre words"] = len(manifest["labels"]["genres"])
-    if manifest.get("lyrics"):
-        sizes[f"lyric characters ({manifest['lyrics']['version']})"] = (
-            len(manifest["lyrics"]["chars"]) + 1
-        )
+    if labels:
+        vocabulary = LabelVocabulary.from_dict(labels)
+        sizes["artists"] = vocabulary.n_artists
+        sizes["genre words" if vocabulary.normalization != "jukebox_v3" else "genres"] = (
+            vocabulary.n_genres)
+    if lyrics:
+        tokenizer = LyricsTokenizer.from_dict(lyrics)
+        sizes[f"lyric characters ({tokenizer.version})"] = tokenizer.vocab_size
     return sizes
+
+
+def _level_vocabularies(manifest: dict[str, Any], level: str) -> dict[str, Any]:
+    """The label and lyrics vocabularies prior `level` reads: its own, else the bundle's."""
+    own = (manifest["priors"].get(level) or {}).get("vocabularies") or {}
+    return {kind: own.get(kind) or manifest.get(kind) for kind in ("labels", "lyrics")}
+
+
+def _bundle_vocabularies(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The bundle-wide vocabularies, else the top prior's own (as `Bundle.vocabulary`)."""
+    top = max(manifest.get("priors", {}), key=int, default=None)
+    own = _level_vocabularies(manifest, top) if top is not None else {}
+    return {kind: manifest.get(kind) or own.get(kind) for kind in ("labels", "lyrics")}
 
 
 def describe(bundle: str | Path) -> dict[str, Any]:
@@ -249,6 +266,11 @@ def describe(bundle: str | Path) -> dict[str, Any]:
             }
         )
     size = sum(p.stat().st_size for p in bundle.glob("*.safetensors"))
+    shared = _bundle_vocabularies(manifest)
+    names = LabelVocabulary.from_dict(shared["labels"]) if shared["labels"] else None
+    per_level = {level: _vocabulary_sizes(**_level_vocabularies(manifest, level))
+                 for level in sorted(manifest.get("priors", {}), key=int)}
+    differ = len({json.dumps(sizes, sort_keys=True) for sizes in per_level.values()}) > 1
     return {
         "bundle": str(bundle),
         "format_version": manifest["format_version"],
@@ -257,10 +279,12 @@ def describe(bundle: str | Path) -> dict[str, Any]:
         "levels": manifest["levels"],
         "vqvae": levels,
         "priors": manifest.get("priors", {}),
-        "vocabularies": _vocabulary_sizes(manifest),
-        "artists": (manifest.get("labels") or {}).get("artists", [])[1:],  # id 0 is "unknown"
-        "genres": (manifest.get("labels") or {}).get("genres", [])[1:],
-        "lyric_characters": "".join((manifest.get("lyrics") or {}).get("chars", [])),
+        "vocabularies": _vocabulary_sizes(shared["labels"], shared["lyrics"]),
+        # sizes per prior level, only when the priors read different vocabularies
+        "level_vocabularies": per_level if differ else {},
+        "artists": names.known("artist") if names else [],  # "unknown" left out
+        "genres": names.known("genre") if names else [],
+        "lyric_characters": "".join((shared["lyrics"] or {}).get("chars", [])),
         "sampling": manifest.get("sampling", {}),
         "size_bytes": size,
         "provenance": {
@@ -276,12 +300,16 @@ def save_prior_level(
     vocabularies: dict[str, Any],
     provenance: dict[str, Any] | None = None,
     metrics: dict[str, float] | None = None,
+    per_level: bool = False,
 ) -> Path:
     """Write one prior level's weights and its entry (config, vocabularies) in `jukelite.json`.
 
     `vocabularies` holds the label vocabulary (`labels`) and, for lyric priors, the lyrics
-    tokenizer (`lyrics`); they are also stored at the top level so every prior of the bundle
-    shares one artist/genre vocabulary.
+    tokenizer (`lyrics`); they are stored at the top level so every prior of the bundle
+    shares one artist/genre vocabulary. With `per_level` they are stored in this prior's
+    entry instead (`"vocabularies": {"labels": ..., "lyrics": ...}`) and may differ from the
+    other priors': imported Jukebox models read v2 ids in the upsamplers and v3 ids in the
+    1b_lyrics top prior.
     """
     bundle = Path(bundle)
     config = model.config
@@ -293,14 +321,14 @@ def save_prior_level(
                 f"{bundle}: cannot add prior level {level} without VQ-VAE level {level}"
             )
         labels = vocabularies.get("labels")
-        if labels is not None:
+        if labels is not None and not per_level:  # per level: kept in the entry below
             if manifest.get("labels") not in (None, labels):
                 raise BundleError(
                     f"{bundle}: prior level {level} was trained with a different artist/genre "
                     "vocabulary than the bundle's other priors"
                 )
             manifest["labels"] = labels
-        if vocabularies.get("lyrics") is not None:
+        if vocabularies.get("lyrics") is not None and not per_level:
             manifest["lyrics"] = vocabularies["lyrics"]
         state = {
             k: v
@@ -318,6 +346,9 @@ def save_prior_level(
             "metrics": metrics or {},
             "provenance": {**(provenance or {}), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
         }
+        if per_level:
+            manifest["priors"][str(level)]["vocabularies"] = {
+                "labels": labels, "lyrics": vocabularies.get("lyrics")}
     return weights
 
 
@@ -447,13 +478,65 @@ class Bundle:
 
     @cached_property
     def vocabulary(self) -> LabelVocabulary | None:
-        labels = self.manifest.get("labels")
-        return LabelVocabulary.from_dict(labels) if labels else None
+        """The bundle-wide artist/genre vocabulary, else the top prior's own."""
+        if self.manifest.get("labels"):
+            return self._shared_labels
+        return self._top_prior_own[0]
 
     @cached_property
     def tokenizer(self) -> LyricsTokenizer | None:
-        lyrics = self.manifest.get("lyrics")
-        return LyricsTokenizer.from_dict(lyrics) if lyrics else None
+        """The bundle-wide lyrics tokenizer, else the top prior's own."""
+        if self.manifest.get("lyrics"):
+            return self._shared_lyrics
+        return self._top_prior_own[1]
+
+    @cached_property
+    def _per_level_vocabularies(
+        self,
+    ) -> dict[int, tuple[LabelVocabulary | None, LyricsTokenizer | None]]:
+        """Each prior's own vocabularies (None where it has none), parsed once."""
+        parsed = {}
+        for level, entry in self.manifest["priors"].items():
+            own = entry.get("vocabularies") or {}
+            labels, lyrics = own.get("labels"), own.get("lyrics")
+            parsed[int(level)] = (LabelVocabulary.from_dict(labels) if labels else None,
+                                  LyricsTokenizer.from_dict(lyrics) if lyrics else None)
+        return parsed
+
+    @property
+    def _top_prior_own(self) -> tuple[LabelVocabulary | None, LyricsTokenizer | None]:
+        levels = self._per_level_vocabularies
+        return levels[max(levels)] if levels else (None, None)
+
+    def _own_vocabularies(
+        self, level: int
+    ) -> tuple[LabelVocabulary | None, LyricsTokenizer | None]:
+        if level not in self._per_level_vocabularies:
+            raise BundleError(f"{self.path} has no prior level {level} (priors: "
+                              f"{sorted(self._per_level_vocabularies)})")
+        return self._per_level_vocabularies[level]
+
+    def label_vocabulary(self, level: int) -> LabelVocabulary | None:
+        """The artist/genre vocabulary prior `level` reads: its own, else the bundle's."""
+        own = self._own_vocabularies(level)[0]
+        if own is not None:
+            return own
+        return self._shared_labels if self.manifest.get("labels") else None
+
+    def lyrics_tokenizer(self, level: int) -> LyricsTokenizer | None:
+        """The lyrics tokenizer prior `level` reads: its own, else the bundle's."""
+        own = self._own_vocabularies(level)[1]
+        if own is not None:
+            return own
+        return self._shared_lyrics if self.manifest.get("lyrics") else None
+
+    @cached_property
+    def _shared_labels(self) -> LabelVocabulary:
+        return LabelVocabulary.from_dict(self.manifest["labels"])
+
+    @cached_property
+    def _shared_lyrics(self) -> LyricsTokenizer:
+        return LyricsTokenizer.from_dict(self.manifest["lyrics"])
 
     @cached_property
     def default_temperature(self) -> dict[int, float]:
@@ -511,14 +594,15 @@ def add_converted_level(
     bundle: str | Path,
     section: str,
     level: int,
-    tensors: dict[str, torch.Tensor],
+    write: Callable[[Path], None],
     entry: dict[str, Any],
     manifest_fields: dict[str, Any] | None = None,
 ) -> Path:
-    """Write one level whose tensors were made outside training (an importer), under the same
-    lock and atomic writes as trained components. `section` is "vqvae" or "priors"; `entry`
-    holds its config, parameters, provenance (and `hop_length` for a VQ-VAE); `manifest_fields`
-    (sample_rate, channels, levels) must agree with what the bundle already holds."""
+    """Add one level whose weights are made outside training (an importer, which may stream
+    them: `write(path)` writes the safetensors file), under the same lock and atomic writes as
+    trained components. `section` is "vqvae" or "priors"; `entry` holds its config,
+    parameters, provenance (and `hop_length` for a VQ-VAE); `manifest_fields` (sample_rate,
+    channels, levels) must agree with what the bundle already holds."""
     if section not in ("vqvae", "priors"):
         raise BundleError(f"section must be 'vqvae' or 'priors', got {section!r}")
     bundle = Path(bundle)
@@ -534,8 +618,7 @@ def add_converted_level(
             raise BundleError(f"{bundle}: cannot add prior level {level} without VQ-VAE level "
                               f"{level}")
         with atomic_path(weights) as tmp:
-            save_file(tensors, str(tmp), metadata={"format": f"jukelite-{prefix}",
-                                                   "level": str(level)})
+            write(tmp)
         if section == "vqvae":
             manifest["hop_lengths"][str(level)] = entry["hop_length"]
         manifest[section][str(level)] = {

@@ -41,6 +41,14 @@ def _training_time(provenance: dict) -> str:
     return f" ({seconds / 60:.1f} min, {provenance.get('device', '?')})"
 
 
+def _names(names: list[str], limit: int = 40) -> str:
+    """A name list for the terminal: Jukebox vocabularies hold thousands of names."""
+    if len(names) <= limit:
+        return ", ".join(names)
+    return (", ".join(names[:limit]) + f", ... ({len(names) - limit} more; "
+            "`jukelite info --json` lists all)")
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from jukelite.bundle import DEFAULT_TEMPERATURE, demo_bundle_path, describe
 
@@ -67,8 +75,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     priors = info["priors"]
     print(f"priors: {', '.join(sorted(priors)) if priors else 'none yet'}")
     if info["artists"]:
-        print(f"artists ({len(info['artists'])}): {', '.join(info['artists'])}")
-        print(f"genre words ({len(info['genres'])}): {', '.join(info['genres'])}")
+        print(f"artists ({len(info['artists'])}): {_names(info['artists'])}")
+        print(f"genre words ({len(info['genres'])}): {_names(info['genres'])}")
+    per_level = info.get("level_vocabularies", {})
+    for level, sizes in sorted(per_level.items(), key=lambda kv: int(kv[0])):
+        shown = ", ".join(f"{n} {kind}" for kind, n in sizes.items()) or "none"
+        print(f"prior level {level} vocabularies: {shown}")
     if info["lyric_characters"]:
         print(f"lyric characters ({len(info['lyric_characters'])}): "
               f"{info['lyric_characters']!r}")

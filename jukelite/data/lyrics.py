@@ -8,13 +8,20 @@ part of the lyrics is the most common surprise with Jukebox.
 A prior sees only ``n_tokens`` characters per audio window. Without timings they are chosen by
 linear alignment (characters assumed spread evenly over the song, window centred on the audio
 window's midpoint); with word timings from the manifest the words sung inside the window are used.
+
+Two normalisations: ``"jukelite"`` (the default, above) and ``"jukebox"``, which is exactly
+Jukebox's ``TextProcessor.clean`` (``unidecode``, backslash -> newline, then every character
+outside the vocabulary deleted) so that imported Jukebox priors see the ids they were trained on.
+``unidecode`` is an optional dependency (``pip install jukelite[jukebox]``); without it the
+jukelite folding stands in for it, which gives the same result for ASCII text.
 """
 
 from __future__ import annotations
 
 import unicodedata
+import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -25,6 +32,8 @@ VOCABS: dict[str, str] = {
     "v3": "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.,:;!?-'\"()[] \t\n",
 }
 PAD_ID = 0
+#: How lyrics are reduced to the vocabulary: jukelite's folding or Jukebox's exact rule.
+NORMALIZATIONS = ("jukelite", "jukebox")
 
 # Characters NFKD does not decompose to ASCII, folded the way unidecode does (mostly); "" removes
 # the character silently (invisible formatting characters are not lyrics).
@@ -82,12 +91,22 @@ def _vocab(version: str) -> str:
     return VOCABS[version]
 
 
-def normalize_lyrics(text: str, version: str = "v2") -> NormalizedLyrics:
-    """Fold to ASCII and keep only vocabulary characters, as Jukebox's ``TextProcessor.clean``.
+def normalize_lyrics(
+    text: str, version: str = "v2", normalization: str = "jukelite"
+) -> NormalizedLyrics:
+    """Reduce ``text`` to the ``version`` vocabulary, reporting what was dropped.
 
-    Like Jukebox, a backslash becomes a newline and whitespace is otherwise kept as written (no
-    collapsing); in addition ``\\r\\n`` and a lone ``\\r`` become ``\\n`` instead of being dropped.
+    ``"jukelite"``: fold to ASCII and keep only vocabulary characters, as Jukebox's
+    ``TextProcessor.clean`` does, except that a character is kept or dropped whole and that
+    ``\\r\\n`` and a lone ``\\r`` become ``\\n``; like Jukebox, a backslash becomes a newline and
+    whitespace is otherwise kept as written (no collapsing). ``"jukebox"``: Jukebox's rule
+    exactly (see :func:`jukebox_clean`).
     """
+    if normalization == "jukebox":
+        return jukebox_clean(text, version)
+    if normalization != "jukelite":
+        raise ValueError(f"unknown lyrics normalization {normalization!r}; valid: "
+                         f"{list(NORMALIZATIONS)}")
     allowed = set(_vocab(version))
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\\", "\n")
     out: list[str] = []
@@ -101,11 +120,68 @@ def normalize_lyrics(text: str, version: str = "v2") -> NormalizedLyrics:
     return NormalizedLyrics("".join(out), dict(dropped))
 
 
-class LyricsTokenizer:
-    """Characters <-> ids for a Jukebox lyric vocabulary (``"v2"``: 80 ids, ``"v3"``: 79)."""
+_warned_no_unidecode = False
 
-    def __init__(self, version: str = "v2") -> None:
+
+def _transliterator() -> Callable[[str], str] | None:
+    """``unidecode`` when installed (imported on first use: it is an optional dependency)."""
+    try:
+        from unidecode import unidecode
+    except ImportError:
+        return None
+    return unidecode
+
+
+def jukebox_clean(text: str, version: str = "v2") -> NormalizedLyrics:
+    """Jukebox's ``TextProcessor.clean``: ``unidecode(text)``, backslash -> newline, then every
+    character outside the vocabulary deleted (v2 keeps ``+``, v3 does not; ``\\r`` is deleted).
+
+    Transliteration goes character by character (unidecode maps each code point on its own,
+    so the text is the same) to report which input characters lost something: ``"½"`` becomes
+    ``" 12"`` as in Jukebox and is reported, ``"é"`` -> ``"e"`` is not. Invisible format
+    characters transliterated to nothing and the ``\\r`` of ``\\r\\n`` (the line break survives)
+    are dropped silently. Without ``unidecode`` the jukelite folding stands in, with a warning
+    (once) when non-ASCII text may therefore tokenise differently from Jukebox.
+    """
+    global _warned_no_unidecode
+    allowed = set(_vocab(version))
+    transliterate = _transliterator()
+    if transliterate is None and not _warned_no_unidecode and not text.isascii():
+        _warned_no_unidecode = True
+        warnings.warn(
+            "unidecode is not installed (pip install jukelite[jukebox]): non-ASCII lyrics are "
+            "folded by jukelite's own table and may tokenise differently from Jukebox",
+            UserWarning, stacklevel=3)
+    fold = transliterate or _fold_char
+    out: list[str] = []
+    dropped: Counter[str] = Counter()
+    for index, c in enumerate(text):
+        ascii_ = c if c.isascii() else fold(c)
+        ascii_ = ascii_.replace("\\", "\n")
+        kept = "".join(d for d in ascii_ if d in allowed)
+        out.append(kept)
+        if kept and kept == ascii_:
+            continue  # nothing lost (an empty transliteration loses the character)
+        silent = (c == "\r" and text[index + 1 : index + 2] == "\n") or (
+            not kept and unicodedata.category(c) == "Cf")
+        if not silent:
+            dropped[c] += 1
+    return NormalizedLyrics("".join(out), dict(dropped))
+
+
+class LyricsTokenizer:
+    """Characters <-> ids for a Jukebox lyric vocabulary (``"v2"``: 80 ids, ``"v3"``: 79).
+
+    ``normalization`` ("jukelite" or "jukebox", see :func:`normalize_lyrics`) is how text is
+    reduced to the vocabulary before encoding; imported Jukebox priors use "jukebox".
+    """
+
+    def __init__(self, version: str = "v2", normalization: str = "jukelite") -> None:
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"unknown lyrics normalization {normalization!r}; valid: "
+                             f"{list(NORMALIZATIONS)}")
         self.version = version
+        self.normalization = normalization
         self.chars = _vocab(version)
         self._ids = {c: i + 1 for i, c in enumerate(self.chars)}
 
@@ -115,7 +191,7 @@ class LyricsTokenizer:
         return len(self.chars) + 1
 
     def normalize(self, text: str) -> NormalizedLyrics:
-        return normalize_lyrics(text, self.version)
+        return normalize_lyrics(text, self.version, self.normalization)
 
     def encode(self, text: str, normalize: bool = True) -> list[int]:
         """Ids of ``text``; normalises first unless told not to, then out-of-vocab text raises."""
@@ -141,11 +217,16 @@ class LyricsTokenizer:
         return "".join(out)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": self.version, "chars": self.chars}
+        """JSON-ready form; "normalization" is written only when not the default, so bundles
+        of jukelite's own tokenizer read and write as they always have."""
+        data: dict[str, Any] = {"version": self.version, "chars": self.chars}
+        if self.normalization != "jukelite":
+            data["normalization"] = self.normalization
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LyricsTokenizer:
-        tok = cls(data["version"])
+        tok = cls(data["version"], data.get("normalization", "jukelite"))
         if "chars" in data and data["chars"] != tok.chars:
             raise ValueError(f"lyrics vocabulary {data['version']!r} does not match this version "
                              "of jukelite")

@@ -313,6 +313,15 @@ def _words(characters: list[tuple[str, float]]) -> list[tuple[str, float]]:
     return words
 
 
+def _lines(text: str, tokenizer: LyricsTokenizer) -> list[str]:
+    """The text's lines, split where normalisation keeps a line break, so that each line's
+    words are the normalised text's: jukelite's normalisation turns \\r\\n and \\r into \\n,
+    Jukebox's deletes \\r (a lone \\r then joins its neighbours, as in the ids)."""
+    if tokenizer.normalization == "jukebox":
+        return text.split("\n")
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
 def build_alignment(
     lyrics_text: str,
     tokenizer: LyricsTokenizer,
@@ -338,8 +347,7 @@ def build_alignment(
     words = _words(characters)
     lines: list[tuple[str, float]] = []
     next_word = 0
-    # normalize() turns \r\n and \r into \n and keeps \n, so splitting there keeps word counts.
-    for line in lyrics_text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+    for line in _lines(lyrics_text, tokenizer):
         count = len(tokenizer.normalize(line).text.split())
         if count:
             lines.append((line.strip(), words[next_word][1]))

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from jukelite.bundle import Bundle
+from jukelite.data.labels import UnknownLabelError
 from jukelite.inference.options import SamplingOptions, SamplingSettings
 from jukelite.prior.model import SongConditions
 from jukelite.strict_config import StrictConfig
@@ -59,14 +61,56 @@ class SampleRequest(StrictConfig):
         """The levels this request samples or keeps, finest first."""
         return [level for level in bundle.levels if level >= self.lowest_level]
 
-    def song_conditions(self, bundle: Bundle) -> SongConditions:
-        """The request's labels and lyrics as the ids the bundle's priors read."""
-        artist_id, genre_ids = 0, [0]
-        if bundle.vocabulary is not None:
-            artist_id = bundle.vocabulary.artist_id(self.artist)
-            genre_ids = bundle.vocabulary.genre_ids(self.genres) or [0]
-        lyrics = bundle.tokenizer.encode(self.lyrics) if bundle.tokenizer else []
-        return SongConditions(self.total_samples, artist_id, tuple(genre_ids), tuple(lyrics))
+    def song_conditions(self, bundle: Bundle, level: int) -> SongConditions:
+        """The request's labels and lyrics as the ids prior `level` of the bundle reads."""
+        return song_conditions(bundle, level, self.artist, self.genres, self.lyrics,
+                               self.total_samples)
+
+
+def song_conditions(
+    bundle: Bundle,
+    level: int,
+    artist: str,
+    genres: str | Sequence[str],
+    lyrics: str,
+    total_samples: int,
+) -> SongConditions:
+    """A song's labels and lyrics as the ids prior `level` of `bundle` reads, through that
+    prior's own vocabulary and tokenizer (an imported Jukebox bundle numbers artists
+    differently in its top prior and its upsamplers). Unknown artists and genres raise
+    `UnknownLabelError` naming the closest known ones."""
+    artist_id, genre_ids = 0, [0]
+    vocabulary = bundle.label_vocabulary(level)
+    if vocabulary is not None:
+        artist_id = vocabulary.artist_id(artist)
+        genre_ids = vocabulary.genre_ids(genres) or [0]
+    tokenizer = bundle.lyrics_tokenizer(level)
+    tokens = tokenizer.encode(lyrics) if tokenizer is not None and lyrics else []
+    return SongConditions(total_samples, artist_id, tuple(genre_ids), tuple(tokens))
+
+
+def lyric_level(bundle: Bundle) -> int | None:
+    """The highest prior conditioned on lyrics (Jukebox's top prior), or None."""
+    levels = [level for level, c in bundle.prior_configs.items() if c.lyrics != "none"]
+    return max(levels, default=None)
+
+
+def _check_labels(bundle: Bundle, artist: str, genres: list[str]) -> None:
+    """Every prior's vocabulary must know the artist and genres; with several vocabularies
+    the error says which prior level refused the name."""
+    vocabularies = {level: bundle.label_vocabulary(level) for level in bundle.prior_configs}
+    distinct = {id(v) for v in vocabularies.values() if v is not None}
+    for level, vocabulary in sorted(vocabularies.items(), reverse=True):
+        if vocabulary is None:
+            continue
+        try:
+            vocabulary.artist_id(artist)  # unknown names raise with the closest ones
+            vocabulary.genre_ids(genres)
+        except UnknownLabelError as exc:
+            if len(distinct) == 1:
+                raise
+            where = f"prior level {level} ({vocabulary.normalization} vocabulary)"
+            raise exc.at(where) from None
 
 
 def song_length(bundle: Bundle, seconds: float) -> int:
@@ -120,9 +164,7 @@ def new_request(
     genres = [genre] if isinstance(genre, str) else list(genre)
     if not genres:
         raise ValueError("give at least one genre")
-    if bundle.vocabulary is not None:
-        bundle.vocabulary.artist_id(artist)  # unknown names raise with the closest ones
-        bundle.vocabulary.genre_ids(genres)
+    _check_labels(bundle, artist, genres)
     top = bundle.prior_configs[bundle.top_level]
     if top.timing:
         top.timing_range.check_total(total_samples)
@@ -133,8 +175,10 @@ def new_request(
     if lyrics and not any(c.lyrics != "none" for c in bundle.prior_configs.values()):
         warnings.warn("this model is not conditioned on lyrics: they are ignored",
                       LyricsWarning, stacklevel=3)
-    elif lyrics and bundle.tokenizer is not None:
-        message = bundle.tokenizer.normalize(lyrics).warning()
+    elif lyrics:
+        level = lyric_level(bundle)
+        tokenizer = bundle.lyrics_tokenizer(level) if level is not None else None
+        message = tokenizer.normalize(lyrics).warning() if tokenizer is not None else None
         if message:
             warnings.warn(f"lyrics: {message}", LyricsWarning, stacklevel=3)
     if options.alignment and top.lyrics == "none":

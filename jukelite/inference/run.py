@@ -88,7 +88,6 @@ class Sampler:
         bundle, out = self.bundle, None if output_dir is None else Path(output_dir)
         record = record or self.new_record(request)
         record["request"], record["status"] = request.to_dict(), "running"
-        song = request.song_conditions(bundle)
         codes, aligned = dict(codes), None
 
         def save() -> None:
@@ -97,6 +96,7 @@ class Sampler:
 
         save()
         for level in reversed(request.sampled_levels(bundle)):
+            song = request.song_conditions(bundle, level)  # each prior's own vocabularies
             tokens = request.total_samples // bundle.hop_lengths[level]
             stats = record["levels"].setdefault(str(level), {"seconds": 0.0, "sampled": 0})
             stats["tokens"] = tokens
@@ -170,4 +170,4 @@ class Sampler:
         bundle, level = self.bundle, self.bundle.top_level
         prior = bundle.prior(level, self.device, self.dtype)
         return align_song(prior, song, codes.to(self.device), bundle.hop_lengths[level],
-                          bundle.sample_rate, request.lyrics, bundle.tokenizer)
+                          bundle.sample_rate, request.lyrics, bundle.lyrics_tokenizer(level))
