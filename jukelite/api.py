@@ -32,6 +32,7 @@ from jukelite.inference.request import (
     song_length,
 )
 from jukelite.inference.run import Progress, Sampler
+from jukelite.inference.score import score_song, score_timing
 from jukelite.inference.song import Song, read_progress
 from jukelite.prior.model import PriorConfig
 
@@ -247,6 +248,40 @@ class Jukebox:
                 raise ValueError(f"level {level} codes are {tuple(c.shape)}, expected "
                                  f"[{request.n_samples}, {expected}] to match the top level")
         return self._sampler.run(request, kept, output_dir, progress)
+
+    def score(
+        self,
+        codes: Tensor,
+        level: int,
+        artist: str = "unknown",
+        genre: str | list[str] = "unknown",
+        lyrics: str = "",
+        total_length: int | None = None,
+        offset: int = 0,
+        upper_codes: Tensor | None = None,
+        *,
+        total_length_seconds: float | None = None,
+        offset_seconds: float | None = None,
+        max_batch_size: int | None = None,
+    ) -> Tensor:
+        """Log-probability of each of `codes` [n, tokens] under level `level`'s prior, given
+        the song's labels, lyrics and timing (teacher forcing, in the windows sampling uses):
+        float32 [n, tokens] on the CPU; bits per token = -mean / ln 2.
+
+        `total_length` (the song's length) and `offset` (where the codes start in it) are in
+        samples at the bundle's rate, as Jukebox's labels carry them, or in seconds through
+        `total_length_seconds` / `offset_seconds` (see `inference.score.score_timing`); the
+        song defaults to ending where the codes do. An upsampler needs `upper_codes`, the
+        level above's codes of the same span [n, tokens / upsample ratio].
+        """
+        bundle = self._bundle
+        if level not in self.levels:
+            raise ValueError(f"level must be one of {self.levels}, got {level!r}")
+        tokens = codes.shape[-1] if isinstance(codes, Tensor) else 0
+        total, start = score_timing(bundle, level, tokens, total_length, offset,
+                                    total_length_seconds, offset_seconds)
+        return score_song(bundle, level, codes, artist, genre, lyrics, total, start, upper_codes,
+                          max_batch_size, self.device, self.dtype)
 
     def resume(
         self, output_dir: str | Path, levels: str | int | None = None,
