@@ -9,6 +9,8 @@ the chosen device (CUDA timings synchronise before reading the clock).
 - `prior` (prior.py): training throughput of a randomly initialised `LevelPrior` of a shape.
 - `sample` (sample.py): sampling speed of random-weight priors (KV-cached vs naive, prefill)
   and the real-time factor of a full render.
+- `jukebox-import` (jukebox_import.py): time and peak memory of importing a released-size
+  Jukebox checkpoint (random weights), and sampling the imported bundle.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ def _one_batch(text: Any) -> int | None:
 
 
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    if args.what == "jukebox-import":
+        from jukelite.bench.jukebox_import import bench_jukebox_import
+
+        return bench_jukebox_import(args)
     if args.what == "sample":
         from jukelite.bench.sample import bench_sample
 

@@ -19,10 +19,12 @@ __all__ = ["EXIT_USAGE", "UsageError", "build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     from jukelite.cli.bench import add_bench_arguments, cmd_bench
     from jukelite.cli.codec import add_codec_commands
+    from jukelite.cli.convert import add_import_commands
     from jukelite.cli.data import add_data_commands
     from jukelite.cli.evaluate import add_eval_commands
     from jukelite.cli.info import add_bundle_commands
     from jukelite.cli.sample import add_sample_arguments, cmd_sample
+    from jukelite.cli.score import add_score_arguments, cmd_score
     from jukelite.cli.train import add_train_arguments, cmd_train
 
     parser = argparse.ArgumentParser(
@@ -52,7 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_sample_arguments(p)
     p.set_defaults(func=cmd_sample)
 
+    p = sub.add_parser(
+        "score",
+        help="bits per token of codes under one level's prior",
+        description="Score an audio file's or a codes file's codes of one level under that "
+        "level's prior (teacher forcing, in the windows sampling uses): bits per token and per "
+        "second, as one JSON object.",
+    )
+    add_score_arguments(p)
+    p.set_defaults(func=cmd_score)
+
     add_bundle_commands(sub)
+    add_import_commands(sub)
 
     p = sub.add_parser(
         "bench",
@@ -77,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     from jukelite.audio import AudioError
     from jukelite.bundle import BundleError
+    from jukelite.convert import ConvertError
     from jukelite.data.manifest import ManifestError
     from jukelite.inference.codes import CodesError
     from jukelite.logs import configure_cli_logging
@@ -91,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         AudioError,
         BundleError,
         CodesError,
+        ConvertError,
         ManifestError,
         RecipeError,
         RunDirectoryError,

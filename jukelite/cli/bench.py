@@ -133,6 +133,19 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+    juke = parser.add_argument_group("jukebox-import options")
+    juke.add_argument("--preset", choices=("1b_lyrics", "5b", "5b_lyrics"), default="1b_lyrics",
+                      help="model set whose top prior is written and imported (default "
+                      "%(default)s; 5b sizes need 20+ GB of memory and disk)")
+    juke.add_argument("--import-dtypes", default="float32,float16", metavar="D,...",
+                      help="bundle dtypes to import to (default %(default)s)")
+    juke.add_argument("--sample-seconds", type=float, default=0.0, metavar="S",
+                      help="also sample S seconds of the top level from the imported bundle")
+    juke.add_argument("--workdir", metavar="DIR",
+                      help="where checkpoints and bundles go (default: a new temp folder; "
+                      "about 3x the checkpoint size is written)")
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from jukelite.bench import run_benchmark
 

@@ -98,8 +98,8 @@ def prior_config(component: str, hps: dict[str, Any], vqvae: VQVAEConfig) -> Pri
     if labels:
         y_bins = hps["y_bins"]
         if not (isinstance(y_bins, (list, tuple)) and len(y_bins) == 2):
-            raise HparamsError(f"{component}: labelled prior needs y_bins = (genres, artists), "
-                               f"got {y_bins!r}")
+            raise HparamsError(f"{component}: a labelled prior needs y_bins = (genres, "
+                               f"artists), got {y_bins!r} (set labels: false if it has none)")
         fields.update(genre_bins=int(y_bins[0]), artist_bins=int(y_bins[1]),
                       max_bow_genre_size=int(hps["max_bow_genre_size"] or 1),
                       t_bins=int(hps["t_bins"]))

@@ -1,7 +1,9 @@
-"""Hand-built Jukebox-format state dicts, for importer tests that run without Jukebox's code.
+"""jukelite weights in Jukebox's checkpoint format: the importer's inverse.
 
-Written independently of `jukelite.convert.jukebox_keys` (the inverse direction, rule by rule
-from the reference sheet's key tables), so a wrong rule on either side fails a round trip.
+It makes Jukebox-format checkpoints without Jukebox's code: for tests and benchmarks of the
+importer at released sizes (random weights), and to hand a jukelite-trained model to tools that
+read Jukebox files. Written rule by rule from the reference key tables, independently of
+`jukebox_keys`, so a wrong rule on either side fails a round trip.
 """
 
 from __future__ import annotations
