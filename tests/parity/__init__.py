@@ -1,0 +1,1 @@
+"""Parity of jukelite's Jukebox importer against the original Jukebox code (JUKEBOX_SRC)."""
