@@ -63,7 +63,8 @@ class Jukebox:
         compile: bool = False,
     ):
         self._bundle = Bundle.open(bundle)
-        self._bundle.check_complete()
+        if not self._bundle.levels:
+            raise BundleError(f"{bundle} has no VQ-VAE level yet: nothing to encode or sample")
         self._sampler = Sampler(self._bundle, torch.device(device), dtype,
                                 "compiled" if compile else "cached")
 
@@ -161,6 +162,9 @@ class Jukebox:
         return audio
 
     # ------------------------------------------------------------------ entry points
+    def _song_samples(self, total_seconds: float | None) -> int | None:
+        return None if total_seconds is None else song_length(self._bundle, total_seconds)
+
     def generate(
         self,
         artist: str = "unknown",
@@ -169,15 +173,20 @@ class Jukebox:
         seconds: float = 8.0,
         n_samples: int = 1,
         *,
+        total_seconds: float | None = None,
         options: SamplingOptions | None = None,
         output_dir: str | Path | None = None,
         progress: Progress | None = None,
         **option_values: Any,
     ) -> Song:
-        """Sample `n_samples` songs of `seconds` top-down and render the finest level sampled."""
+        """Sample `n_samples` songs of `seconds` top-down and render the finest level sampled.
+        `total_seconds` (default `seconds`): the length of the whole song whose first `seconds`
+        are sampled; its timing and lyric windows condition the priors (Jukebox's
+        total_sample_length_in_seconds, which must lie in a top prior's timing range)."""
         options = SamplingOptions.build(options, **option_values)
         request = new_request(self._bundle, "generate", artist, genre, lyrics,
-                              song_length(self._bundle, seconds), n_samples, options)
+                              song_length(self._bundle, seconds), n_samples, options,
+                              self._song_samples(total_seconds))
         return self._sampler.run(request, {}, output_dir, progress)
 
     def continue_(
@@ -190,13 +199,15 @@ class Jukebox:
         lyrics: str = "",
         n_samples: int = 1,
         *,
+        total_seconds: float | None = None,
         options: SamplingOptions | None = None,
         output_dir: str | Path | None = None,
         progress: Progress | None = None,
         **option_values: Any,
     ) -> Song:
         """Continue a song: the first `prime_seconds` of `prompt` (default all of it) are
-        encoded at every level and kept; the rest of the `seconds` is sampled after them."""
+        encoded at every level and kept; the rest of the `seconds` is sampled after them
+        (`total_seconds` as in `generate`)."""
         options = SamplingOptions.build(options, **option_values)
         audio = self._audio(prompt)
         total = song_length(self._bundle, seconds)
@@ -205,7 +216,7 @@ class Jukebox:
         if audio.shape[0] not in (1, n_samples):
             raise ValueError(f"the prompt holds {audio.shape[0]} clips; give 1 or n_samples")
         request = new_request(self._bundle, "continue", artist, genre, lyrics, total,
-                              n_samples, options)
+                              n_samples, options, self._song_samples(total_seconds))
         request.prime = {"source": source, "samples": primed}
         clip = audio[..., :primed].expand(n_samples, -1, -1)
         codes = {
@@ -221,13 +232,15 @@ class Jukebox:
         genre: str | list[str] = "unknown",
         lyrics: str = "",
         *,
+        total_seconds: float | None = None,
         options: SamplingOptions | None = None,
         output_dir: str | Path | None = None,
         progress: Progress | None = None,
         **option_values: Any,
     ) -> Song:
         """Sample the levels below given codes (a tensor = the top level's codes) again: the
-        given levels are kept, every level under the lowest given one is sampled afresh."""
+        given levels are kept, every level under the lowest given one is sampled afresh
+        (`total_seconds` as in `generate`)."""
         options = SamplingOptions.build(options, **option_values)
         if options.alignment:
             raise ValueError("upsample keeps the top level as given: there is nothing to align")
@@ -240,7 +253,7 @@ class Jukebox:
         top = codes[self.top_level]
         request = new_request(self._bundle, "upsample", artist, genre, lyrics,
                               top.shape[1] * self.hop_lengths[self.top_level], top.shape[0],
-                              options)
+                              options, self._song_samples(total_seconds))
         kept = {level: c for level, c in codes.items() if level > request.lowest_level}
         for level, c in kept.items():
             expected = request.total_samples // self.hop_lengths[level]

@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 from filelock import FileLock
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from jukelite.data.labels import LabelVocabulary
@@ -187,12 +188,17 @@ def _read_level(
     weights = bundle / entry["file"]
     if not weights.is_file():
         raise BundleError(f"{bundle}: {entry['file']} is listed in {MANIFEST_NAME} but missing")
+    # Packed bundles may store float16; models are built and run in float32 (cast later on
+    # demand). The file is memory-mapped and cast one tensor at a time, so a half-precision
+    # bundle never sits in memory in both precisions.
+    state = {}
     try:
-        state = load_file(str(weights), device="cpu")
+        with safe_open(str(weights), framework="pt", device="cpu") as handle:
+            for key in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                tensor = handle.get_tensor(key)
+                state[key] = tensor.float() if tensor.is_floating_point() else tensor
     except Exception as exc:  # safetensors raises several error types for corrupt files
         raise BundleError(f"{weights}: cannot be read as safetensors ({exc})") from exc
-    # Packed bundles may store float16; models are built and run in float32 (cast later on demand).
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     return entry, state, weights
 
 
@@ -550,9 +556,11 @@ class Bundle:
         """Of `jukelite.json`: names the exact models a sampling run used."""
         return file_sha256(self.path / MANIFEST_NAME)
 
-    def check_complete(self) -> None:
-        """Sampling needs every VQ-VAE level and a prior for each."""
-        missing = [level for level in self.levels if level not in self.prior_configs]
+    def check_complete(self, levels: list[int] | None = None) -> None:
+        """Sampling `levels` (default: all) needs their VQ-VAE levels and a prior for each; a
+        bundle of a VQ-VAE and its top prior alone can already sample the top level."""
+        levels = self.levels if levels is None else levels
+        missing = [level for level in levels if level not in self.prior_configs]
         if not self.levels or missing:
             raise BundleError(
                 f"{self.path} cannot sample yet: it has no prior for level(s) {missing} "

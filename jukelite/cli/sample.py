@@ -47,6 +47,10 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
     lyrics.add_argument("--lyrics", help="lyrics text")
     lyrics.add_argument("--lyrics-file", metavar="FILE", help="lyrics from a UTF-8 text file")
     p.add_argument("--seconds", type=float, help="song length in seconds (default 8)")
+    p.add_argument("--total-seconds", type=float, metavar="S",
+                   help="sample the first --seconds of a song this long: its timing and lyric "
+                   "windows condition the priors (Jukebox's total_sample_length_in_seconds; a "
+                   "top prior's timing range bounds it; default --seconds)")
     p.add_argument("--n-samples", type=int, default=1, help="songs to sample (default 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--temperature", default=None, metavar="T | L=T,...",
@@ -134,6 +138,7 @@ def _check_combinations(args: argparse.Namespace) -> None:
         given = [flag for flag, value in (
             ("--artist", args.artist), ("--genre", args.genre), ("--lyrics", args.lyrics),
             ("--lyrics-file", args.lyrics_file), ("--seconds", args.seconds),
+            ("--total-seconds", args.total_seconds),
             ("--prime", args.prime), ("--upsample", args.upsample), ("-o", args.output),
         ) if value is not None]
         if given:
@@ -202,7 +207,7 @@ def _start(jb, args: argparse.Namespace, temperature, bars: LevelBars):
     settings = dict(
         seed=args.seed, temperature=temperature, top_k=args.top_k, top_p=args.top_p,
         levels=args.levels or "all", max_batch_size=args.max_batch_size, output_dir=args.output,
-        progress=bars,
+        progress=bars, total_seconds=args.total_seconds,
     )
     lyrics = _lyrics(args)
     if args.upsample:

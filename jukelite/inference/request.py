@@ -35,6 +35,9 @@ class SampleRequest(StrictConfig):
     genres: list[str] = field(default_factory=lambda: ["unknown"])
     lyrics: str = ""
     total_samples: int = 0  # song length in audio samples, a multiple of the top level's hop
+    # the length the labels, timing and lyric windows describe (Jukebox's total length), when
+    # only the first `total_samples` of a longer song are sampled; 0 = total_samples
+    song_samples: int = 0
     n_samples: int = 1
     seed: int = 0
     temperature: dict[str, float] = field(default_factory=dict)  # level -> T
@@ -64,7 +67,12 @@ class SampleRequest(StrictConfig):
     def song_conditions(self, bundle: Bundle, level: int) -> SongConditions:
         """The request's labels and lyrics as the ids prior `level` of the bundle reads."""
         return song_conditions(bundle, level, self.artist, self.genres, self.lyrics,
-                               self.total_samples)
+                               self.timing_samples)
+
+    @property
+    def timing_samples(self) -> int:
+        """The song length the conditioning describes (>= the sampled length)."""
+        return self.song_samples or self.total_samples
 
 
 def song_conditions(
@@ -158,17 +166,27 @@ def new_request(
     total_samples: int,
     n_samples: int,
     options: SamplingOptions,
+    song_samples: int | None = None,
 ) -> SampleRequest:
     """Check everything up front, before minutes of sampling: labels, length, lyrics, options.
-    Lyrics the model cannot take as written give a `LyricsWarning` at the caller's call."""
+    Lyrics the model cannot take as written give a `LyricsWarning` at the caller's call.
+    `song_samples` is the length of the whole song when only its first `total_samples` are
+    sampled (its timing and lyric windows are those of the whole song)."""
     genres = [genre] if isinstance(genre, str) else list(genre)
     if not genres:
         raise ValueError("give at least one genre")
-    _check_labels(bundle, artist, genres)
-    top = bundle.prior_configs[bundle.top_level]
-    if top.timing:
-        top.timing_range.check_total(total_samples)
+    if song_samples is not None and song_samples < total_samples:
+        raise ValueError(f"the song length ({song_samples / bundle.sample_rate:.2f} s) must be "
+                         f"at least the sampled length ({total_samples / bundle.sample_rate:.2f}"
+                         " s)")
     lowest = lowest_level(bundle, options.levels)
+    sampled = [level for level in bundle.levels if level >= lowest
+               and not (mode == "upsample" and level == bundle.top_level)]
+    bundle.check_complete(sampled)
+    _check_labels(bundle, artist, genres)
+    top = bundle.prior_configs.get(bundle.top_level)
+    if top is not None and top.timing:
+        top.timing_range.check_total(song_samples or total_samples)
     per_level = _temperatures(bundle, options.temperature)
     for t in per_level.values():
         SamplingSettings(t, options.top_k, options.top_p)  # validates
@@ -181,11 +199,11 @@ def new_request(
         message = tokenizer.normalize(lyrics).warning() if tokenizer is not None else None
         if message:
             warnings.warn(f"lyrics: {message}", LyricsWarning, stacklevel=3)
-    if options.alignment and top.lyrics == "none":
+    if options.alignment and (top is None or top.lyrics == "none"):
         raise ValueError("alignment needs a lyrics-conditioned top prior; this one has none")
     return SampleRequest(
         mode=mode, artist=artist, genres=genres, lyrics=lyrics, total_samples=total_samples,
-        n_samples=n_samples, seed=options.seed,
+        song_samples=song_samples or 0, n_samples=n_samples, seed=options.seed,
         temperature={str(level): t for level, t in per_level.items()},
         top_k=options.top_k, top_p=options.top_p, lowest_level=lowest,
         max_batch_size=options.max_batch_size, alignment=options.alignment,

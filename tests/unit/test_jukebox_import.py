@@ -328,3 +328,50 @@ def test_cli_import_then_info(tmp_path):
     bad = subprocess.run(command[:6] + ["--prior", "two=x", "--preset", "5b", "-o",
                                         str(tmp_path / "c")], capture_output=True, text=True)
     assert bad.returncode == 2 and "LEVEL=FILE" in bad.stderr
+
+
+def test_an_imported_top_prior_alone_samples_the_top_level(tmp_path):
+    """VQ-VAE + top prior are enough for `--levels top`; the song length conditioning the
+    timing can exceed the sampled length (Jukebox's total_sample_length_in_seconds)."""
+    import jukelite
+    from jukelite.cli import main
+
+    hps = tiny_hps("1b_lyrics")
+    paths, _, _ = make_checkpoints(tmp_path, "1b_lyrics", hps)
+    bundle = import_jukebox(tmp_path / "b", paths["vqvae"], {2: paths["priors"][2]},
+                            "1b_lyrics", hps, write_ids(tmp_path / "ids"))
+    jb = jukelite.load(bundle)
+    song = dict(artist="Alan Jackson", genre="country", lyrics="Hello, wörld", seconds=0.1,
+                levels="top", seed=3)
+    with pytest.raises(ValueError, match="timing range"):
+        jb.generate(**song)  # a 0.1 s song is shorter than the prior's 1 s minimum
+    short = jb.generate(**song, total_seconds=2.0)
+    long = jb.generate(**song, total_seconds=40.0)
+    assert short.codes[2].shape == long.codes[2].shape == (1, 35)
+    assert not torch.equal(short.codes[2], long.codes[2])  # the timing signal differs
+    assert long.record["request"]["song_samples"] == 13782 * 128  # whole top-level codes
+    with pytest.raises(ValueError, match="no prior for level"):
+        jb.generate(**{**song, "levels": "all"})
+    with pytest.raises(ValueError, match="at least the sampled length"):
+        jb.generate(**song, total_seconds=0.01)
+    with pytest.raises(ValueError, match="did you mean 'alan jackson'"):
+        jb.generate(**{**song, "artist": "Alan Jacksen"}, total_seconds=2.0)
+    code = main(["sample", "--model", str(bundle), "--artist", "Alan Jackson", "--genre",
+                 "country", "--seconds", "0.1", "--total-seconds", "700", "--levels", "top",
+                 "-o", str(tmp_path / "song"), "--quiet"])
+    assert code == 2  # 700 s is outside the prior's timing range [1, 600)
+
+
+def test_streaming_writer_refuses_a_tensor_unlike_its_header(tmp_path):
+    from safetensors.torch import load_file
+
+    from jukelite.convert.stream_safetensors import write_streaming
+
+    specs = [("a", torch.float16, (2, 3)), ("b", torch.bool, ()), ("c", torch.bfloat16, (4,))]
+    made = {"a": torch.randn(2, 3).half(), "b": torch.tensor(True),
+            "c": torch.randn(4).bfloat16()}
+    write_streaming(tmp_path / "x.safetensors", specs, made.__getitem__, {"k": "v"})
+    loaded = load_file(tmp_path / "x.safetensors")
+    assert all(torch.equal(loaded[k], v) for k, v in made.items())
+    with pytest.raises(ValueError, match="declared"):
+        write_streaming(tmp_path / "y.safetensors", specs, lambda name: torch.zeros(1))
