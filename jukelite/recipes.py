@@ -64,6 +64,9 @@ class TrainSection:
     device: str = "auto"
     precision: str = "auto"
     progress: bool = True
+    # prior recipes: fine-tune the prior of this level of another bundle (e.g. an imported
+    # Jukebox model): its architecture, weights and vocabularies replace the model section
+    init_from: str | None = None
 
 
 @dataclass
@@ -351,6 +354,9 @@ def _check_values(recipe: Any, source: str) -> None:
         problems.append(f"'data.valid_fraction' must lie in [0, 1), got {data.valid_fraction}")
     if isinstance(recipe, VQVAERecipe):
         problems += _check_vqvae(recipe)
+        if train.init_from is not None:
+            problems.append("'train.init_from' fine-tunes a prior; VQ-VAE recipes do not take "
+                            "it")
     if isinstance(recipe, PriorRecipe) and data.lyrics_version not in ("v2", "v3"):
         problems.append(f"'data.lyrics_version' must be v2 or v3, got {data.lyrics_version!r}")
     if problems:

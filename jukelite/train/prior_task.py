@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from jukelite.bundle import (
+    Bundle,
     BundleError,
     file_sha256,
     package_versions,
@@ -23,7 +24,7 @@ from jukelite.bundle import (
 from jukelite.data.code_windows import CodeWindowDataset
 from jukelite.data.dataset import AudioCache, evenly_spaced, split_entries
 from jukelite.data.labels import LabelVocabulary
-from jukelite.data.lyrics import LyricsTokenizer, normalize_lyrics
+from jukelite.data.lyrics import LyricsTokenizer
 from jukelite.data.manifest import read_manifest as read_song_manifest
 from jukelite.prior.model import LevelPrior, PriorConfig
 from jukelite.recipes import PriorRecipe, recipe_to_dict
@@ -97,8 +98,11 @@ class PriorTask:
                 "whose VQ-VAE encodes its audio; train a VQ-VAE recipe into it first"
             )
         bundle = read_manifest(recipe.output.bundle)
+        self.init = Bundle.open(recipe.train.init_from) if recipe.train.init_from else None
         self.vocabulary = None
-        if recipe.model.labels:
+        if self.init is not None:
+            self._fine_tune_from(self.init, bundle)
+        elif recipe.model.labels:
             known = bundle.get("labels")
             self.vocabulary = (
                 LabelVocabulary.from_dict(known)
@@ -107,19 +111,20 @@ class PriorTask:
                     self.train_entries, recipe.model.max_bow_genre_size
                 )
             )
-        self.tokenizer = (
-            LyricsTokenizer(recipe.data.lyrics_version) if recipe.model.lyrics != "none" else None
-        )
+        if self.init is None:
+            self.tokenizer = (LyricsTokenizer(recipe.data.lyrics_version)
+                              if recipe.model.lyrics != "none" else None)
+            self.config = resolve_prior_config(recipe, self.vocabulary)
         if self.tokenizer is not None:
             self._warn_dropped_lyrics(entries)
-        self.config = resolve_prior_config(recipe, self.vocabulary)
         if self.tokenizer is not None and self.config.n_vocab != self.tokenizer.vocab_size:
             raise ValueError(
                 f"model.n_vocab={self.config.n_vocab} but the {recipe.data.lyrics_version}"
                 f" lyrics vocabulary has {self.tokenizer.vocab_size} symbols"
             )
         self._check_timing(entries, bundle["sample_rate"])
-        self.model = LevelPrior(self.config)
+        self.model = LevelPrior(self.config) if self.init is None else \
+            self.init.prior(recipe.level).train()
         audio_cache = AudioCache(bundle["sample_rate"], self._cache("audio"))
         self.codes = CodeCache(
             recipe.output.bundle, recipe.level, self._cache("codes"), audio_cache
@@ -132,11 +137,32 @@ class PriorTask:
         self.seconds_per_item = self.config.n_ctx * self.codes.hop_length / bundle["sample_rate"]
         self._datasets: dict[bool, CodeWindowDataset] = {}
 
+    def _fine_tune_from(self, source: Bundle, bundle: dict[str, Any]) -> None:
+        """Take the architecture and vocabularies of `source`'s prior of this level: the
+        weights it starts from only fit them. Its codebook must be the training bundle's."""
+        level = self.recipe.level
+        if level not in source.prior_configs:
+            raise BundleError(f"train.init_from: {source.path} has no prior for level {level} "
+                              f"(it has {sorted(source.prior_configs)})")
+        config = source.prior_configs[level]
+        entry = bundle["vqvae"].get(str(level))
+        own = (entry or {}).get("config", {}).get("codebook_size"), bundle["sample_rate"]
+        if own != (config.bins, config.sample_rate):
+            raise BundleError(
+                f"train.init_from: the level {level} prior of {source.path} reads {config.bins} "
+                f"codes at {config.sample_rate} Hz, but {self.recipe.output.bundle} encodes "
+                f"{own[0]} codes at {own[1]} Hz: fine-tune into a bundle with its VQ-VAE")
+        self.config = config
+        self.vocabulary = source.label_vocabulary(level) if config.labels else None
+        self.tokenizer = source.lyrics_tokenizer(level) if config.lyrics != "none" else None
+        warnings.warn(f"train.init_from: fine-tuning the level {level} prior of {source.path}; "
+                      "the recipe's model section is not used", stacklevel=3)
+
     def _warn_dropped_lyrics(self, entries: list) -> None:
         """Characters outside the lyrics vocabulary are dropped; say which, once."""
         dropped: Counter[str] = Counter()
         for entry in entries:
-            dropped.update(normalize_lyrics(entry.lyrics, self.tokenizer.version).dropped)
+            dropped.update(self.tokenizer.normalize(entry.lyrics).dropped)
         if dropped:
             listed = ", ".join(f"{char!r} x{count}" for char, count in dropped.most_common(10))
             warnings.warn(
@@ -243,6 +269,10 @@ class PriorTask:
             "versions": package_versions(),
             **self.run_info,
         }
+        if self.init is not None:
+            provenance["init_from"] = {"bundle": str(self.init.path),
+                                       "sha256": self.init.sha256}
         save_prior_level(
-            self.recipe.output.bundle, _unwrap(model), vocabularies, provenance, metrics
+            self.recipe.output.bundle, _unwrap(model), vocabularies, provenance, metrics,
+            per_level=self.init is not None,
         )

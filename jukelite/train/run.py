@@ -36,6 +36,11 @@ def dry_run_prior(recipe: PriorRecipe) -> dict[str, Any]:
     """
     config = recipe.model
     notes = []
+    if recipe.train.init_from:
+        from jukelite.bundle import Bundle
+
+        config = Bundle.open(recipe.train.init_from).prior_configs.get(recipe.level, config)
+        notes.append(f"the model is the level {recipe.level} prior of {recipe.train.init_from}")
     values: dict[str, Any] = {"level": recipe.level}
     bundle = Path(recipe.output.bundle)
     if (bundle / "jukelite.json").is_file():
