@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from jukelite.cli.common import UsageError, add_verbosity
+from jukelite.cli.common import UsageError, add_song_labels, add_verbosity, read_lyrics
 from jukelite.logs import get_logger
 
 log = get_logger(__name__)
@@ -40,12 +40,7 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EPILOG
     p.add_argument("--model", metavar="BUNDLE",
                    help="model bundle directory (default: the bundled demo model)")
-    p.add_argument("--artist", help="artist name (closest known names are suggested)")
-    p.add_argument("--genre", action="append", metavar="GENRE",
-                   help="genre; repeat for several (--genre rock --genre folk)")
-    lyrics = p.add_mutually_exclusive_group()
-    lyrics.add_argument("--lyrics", help="lyrics text")
-    lyrics.add_argument("--lyrics-file", metavar="FILE", help="lyrics from a UTF-8 text file")
+    add_song_labels(p)
     p.add_argument("--seconds", type=float, help="song length in seconds (default 8)")
     p.add_argument("--total-seconds", type=float, metavar="S",
                    help="sample the first --seconds of a song this long: its timing and lyric "
@@ -119,18 +114,6 @@ class LevelBars:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-
-
-def _lyrics(args: argparse.Namespace) -> str | None:
-    if args.lyrics_file is None:
-        return args.lyrics
-    path = Path(args.lyrics_file)
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"--lyrics-file {path} does not exist") from None
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"--lyrics-file {path} is not UTF-8 text ({exc})") from None
 
 
 def _check_combinations(args: argparse.Namespace) -> None:
@@ -209,7 +192,7 @@ def _start(jb, args: argparse.Namespace, temperature, bars: LevelBars):
         levels=args.levels or "all", max_batch_size=args.max_batch_size, output_dir=args.output,
         progress=bars, total_seconds=args.total_seconds,
     )
-    lyrics = _lyrics(args)
+    lyrics = read_lyrics(args)
     if args.upsample:
         codes, previous = _upsample_source(Path(args.upsample))
         return jb.upsample(

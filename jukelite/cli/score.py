@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from jukelite.cli.common import UsageError, add_common, print_json
+from jukelite.cli.common import UsageError, add_common, add_song_labels, print_json, read_lyrics
 from jukelite.logs import get_logger
 
 log = get_logger(__name__)
@@ -36,12 +36,7 @@ def add_score_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", metavar="AUDIO|CODES",
                    help="audio file, or a .safetensors codes file from `encode` or `sample`")
     p.add_argument("--level", type=int, required=True, help="level whose prior scores the codes")
-    p.add_argument("--artist", help="artist name (default: unknown)")
-    p.add_argument("--genre", action="append", metavar="GENRE",
-                   help="genre; repeat for several (default: unknown)")
-    lyrics = p.add_mutually_exclusive_group()
-    lyrics.add_argument("--lyrics", help="lyrics text")
-    lyrics.add_argument("--lyrics-file", metavar="FILE", help="lyrics from a UTF-8 text file")
+    add_song_labels(p)
     p.add_argument("--total-seconds", type=float,
                    help="length of the whole song (default: where the codes end)")
     p.add_argument("--offset-seconds", type=float,
@@ -143,13 +138,12 @@ def _conditioning(jb, level: int, artist: str, genres: list[str], lyrics: str, t
 def cmd_score(args: argparse.Namespace) -> int:
     from jukelite.api import load
     from jukelite.bundle import Bundle
-    from jukelite.cli.sample import _lyrics
     from jukelite.fileio import write_json_atomic
     from jukelite.inference.score import score_timing
 
     if args.max_batch_size is not None and args.max_batch_size < 1:
         raise UsageError(f"--max-batch-size must be >= 1, got {args.max_batch_size}")
-    lyrics = _lyrics(args) or ""
+    lyrics = read_lyrics(args) or ""
     jb = load(args.model, args.device)
     if args.model is None:
         log.info("model: the demo model in %s (`jukelite info` lists its artists and genres)",

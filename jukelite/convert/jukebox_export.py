@@ -24,25 +24,36 @@ def _block_key(prefix: str, rest: str, tensor: torch.Tensor) -> tuple[str, torch
     return prefix + rest, tensor
 
 
+def _transformer_key(key: str, tensor: torch.Tensor, source: str, target: str
+                     ) -> tuple[str, torch.Tensor] | None:
+    """What the music prior and the lyrics encoder share: token and position embeddings, the
+    start token and the blocks (`source`: jukelite prefix, `target`: Jukebox prefix)."""
+    if key == f"{source}embedding.x_emb.weight":
+        return f"{target}x_emb.weight", tensor
+    if key == f"{source}embedding.pos_emb":
+        return f"{target}pos_emb.pos_emb", tensor
+    if key == f"{source}start_token":
+        return f"{target}start_token", tensor.reshape(1, -1)
+    blocks = f"{source}transformer.blocks."
+    if key.startswith(blocks):
+        layer, rest = key[len(blocks):].split(".", 1)
+        return _block_key(f"{target}transformer._attn_mods.{layer}.", rest, tensor)
+    return None
+
+
 def prior_to_jukebox(state: dict[str, torch.Tensor], tied: bool) -> dict[str, torch.Tensor]:
     """A jukelite prior state dict (x_out included) as Jukebox's SimplePrior names it."""
     out: dict[str, torch.Tensor] = {}
     for key, tensor in state.items():
-        if key == "embedding.x_emb.weight":
-            out["prior.x_emb.weight"] = tensor
-            if tied:
-                out["prior.x_out.weight"] = tensor
+        shared = (_transformer_key(key, tensor, "", "prior.")
+                  or _transformer_key(key, tensor, "lyrics_encoder.", "prime_prior."))
+        if shared is not None:
+            out[shared[0]] = shared[1]
+            if tied and key == "embedding.x_emb.weight":
+                out["prior.x_out.weight"] = tensor  # Jukebox stores a tied head twice
         elif key == "x_out.weight":
             if not tied:
                 out["prior.x_out.weight"] = tensor
-        elif key == "embedding.pos_emb":
-            out["prior.pos_emb.pos_emb"] = tensor
-        elif key == "start_token":
-            out["prior.start_token"] = tensor.reshape(1, -1)
-        elif key.startswith("transformer.blocks."):
-            layer, rest = key[len("transformer.blocks."):].split(".", 1)
-            name, value = _block_key(f"prior.transformer._attn_mods.{layer}.", rest, tensor)
-            out[name] = value
         elif key in ("y_emb.artist_emb.weight", "y_emb.bow_genre_emb.weight"):
             out[key.replace(".weight", ".emb.weight")] = tensor
         elif key.startswith("y_emb."):
@@ -54,16 +65,6 @@ def prior_to_jukebox(state: dict[str, torch.Tensor], tied: bool) -> dict[str, to
             out[name.replace("conditioner.cond.", "conditioner_blocks.0.cond.")] = tensor
         elif key.startswith("conditioner."):
             out[key.replace("conditioner.", "conditioner_blocks.0.", 1)] = tensor
-        elif key == "lyrics_encoder.embedding.x_emb.weight":
-            out["prime_prior.x_emb.weight"] = tensor
-        elif key == "lyrics_encoder.embedding.pos_emb":
-            out["prime_prior.pos_emb.pos_emb"] = tensor
-        elif key == "lyrics_encoder.start_token":
-            out["prime_prior.start_token"] = tensor.reshape(1, -1)
-        elif key.startswith("lyrics_encoder.transformer.blocks."):
-            layer, rest = key[len("lyrics_encoder.transformer.blocks."):].split(".", 1)
-            name, value = _block_key(f"prime_prior.transformer._attn_mods.{layer}.", rest, tensor)
-            out[name] = value
         elif key == "lyrics_encoder.proj.weight":
             out["prime_state_proj.w"] = tensor.t().contiguous()
         elif key == "lyrics_encoder.proj.bias":
