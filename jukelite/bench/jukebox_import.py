@@ -28,7 +28,7 @@ from jukelite.convert.jukebox_export import (
     save_jukebox_checkpoint,
     vqvae_to_jukebox,
 )
-from jukelite.convert.jukebox_hparams import MODEL_SETS, resolve_hparams
+from jukelite.convert.jukebox_hparams import MODEL_SETS, read_hparams_file, resolve_hparams
 from jukelite.prior.model import LevelPrior
 from jukelite.vqvae.model import LevelVQVAE
 
@@ -49,10 +49,12 @@ def _random_like(shapes: dict[str, torch.Size], generator: torch.Generator,
     return out
 
 
-def write_random_checkpoints(folder: Path, model_set: str, levels: list[int]) -> dict[str, Any]:
-    """Released-shape checkpoints of `model_set` (VQ-VAE and the priors of `levels`)."""
+def write_random_checkpoints(folder: Path, model_set: str, levels: list[int],
+                             hps: str | None = None) -> dict[str, Any]:
+    """Released-shape checkpoints of `model_set` (VQ-VAE and the priors of `levels`), or the
+    shapes an hparams file `hps` makes of it."""
     components = ["vqvae", *(f"prior_level_{level}" for level in levels)]
-    resolved, _ = resolve_hparams(components, model_set)
+    resolved, _ = resolve_hparams(components, model_set, read_hparams_file(hps) if hps else None)
     vq = vqvae_config(resolved["vqvae"])
     generator = torch.Generator().manual_seed(0)
     with torch.device("meta"):
@@ -60,7 +62,7 @@ def write_random_checkpoints(folder: Path, model_set: str, levels: list[int]) ->
                                       for lv in range(vq.levels)})
     vq_state = _random_like({k: v.shape for k, v in vq_shapes.items()}, generator, False)
     save_jukebox_checkpoint(folder / "vqvae.pth.tar", vq_state)
-    priors, parameters = {}, {}
+    parameters = {}
     for level in levels:
         component = f"prior_level_{level}"
         config = prior_config(component, resolved[component], vq)
@@ -73,16 +75,19 @@ def write_random_checkpoints(folder: Path, model_set: str, levels: list[int]) ->
             state["prior.x_out.weight"] = state["prior.x_emb.weight"]  # one tensor, as Jukebox
         parameters[level] = sum(v.numel() for k, v in state.items()
                                 if not (tied and k == "prior.x_out.weight"))
-        priors[level] = folder / f"prior_level_{level}.pth.tar"
-        save_jukebox_checkpoint(priors[level], state)
+        save_jukebox_checkpoint(folder / f"prior_level_{level}.pth.tar", state)
         del state
     ids = folder / "ids"
     ids.mkdir(exist_ok=True)
     for version, artist in (("v2", "alan_jackson"), ("v3", "alan jackson")):
         (ids / f"{version}_artist_ids.txt").write_text(f"unknown;0\n{artist};1\n")
         (ids / f"{version}_genre_ids.txt").write_text(f"unknown;0\n{GENRE};1\n")
-    return {"vqvae": folder / "vqvae.pth.tar", "priors": priors, "ids": ids,
-            "parameters": parameters}
+    return {**_checkpoint_files(folder, *levels), "parameters": parameters}
+
+
+def _checkpoint_files(folder: Path, *levels: int) -> dict[str, Any]:
+    return {"vqvae": folder / "vqvae.pth.tar", "ids": folder / "ids",
+            "priors": {level: folder / f"prior_level_{level}.pth.tar" for level in levels}}
 
 
 def _run_measured(command: list[str]) -> tuple[float, int]:
@@ -106,12 +111,20 @@ def bench_jukebox_import(args: argparse.Namespace) -> dict[str, Any]:
     top = 2
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="jukelite-import-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    # Written by a child process: a child's peak RSS counts its parent's memory at fork time,
+    # so this process must stay small for the measurements below to be the importer's own.
     made = time.perf_counter()
-    files = write_random_checkpoints(workdir, model_set, [top])
+    writer = subprocess.run([sys.executable, "-m", "jukelite.bench.jukebox_import",
+                             str(workdir), model_set, args.hps or "", str(top)],
+                            capture_output=True, text=True)
+    if writer.returncode != 0:
+        raise RuntimeError(f"writing the random checkpoints failed:\n{writer.stderr[-2000:]}")
+    files = _checkpoint_files(workdir, top)
+    files["parameters"] = json.loads(writer.stdout)
     made = time.perf_counter() - made
     checkpoint_bytes = files["priors"][top].stat().st_size
     results: dict[str, Any] = {"benchmark": "jukebox-import", "preset": model_set,
-                               "prior_parameters": files["parameters"][top],
+                               "prior_parameters": files["parameters"][str(top)],
                                "checkpoint_bytes": checkpoint_bytes,
                                "seconds_to_write_checkpoint": round(made, 1), "imports": {}}
     cli = [sys.executable, "-m", "jukelite.cli"]
@@ -119,7 +132,8 @@ def bench_jukebox_import(args: argparse.Namespace) -> dict[str, Any]:
         bundle = workdir / f"bundle-{dtype}"
         command = [*cli, "import", "jukebox", "--vqvae", str(files["vqvae"]), "--prior",
                    f"{top}={files['priors'][top]}", "--preset", model_set, "--ids",
-                   str(files["ids"]), "--dtype", dtype, "-o", str(bundle), "--quiet"]
+                   str(files["ids"]), "--dtype", dtype, "-o", str(bundle), "--quiet",
+                   *(["--hps", args.hps] if args.hps else [])]
         seconds, peak = _run_measured(command)
         size = sum(p.stat().st_size for p in bundle.glob("*.safetensors"))
         results["imports"][dtype] = {"seconds": round(seconds, 1), "peak_rss_bytes": peak,
@@ -131,7 +145,8 @@ def bench_jukebox_import(args: argparse.Namespace) -> dict[str, Any]:
         out = workdir / "song"
         command = [*cli, "sample", "--model", str(workdir / f"bundle-{dtype}"), "--artist",
                    ARTIST, "--genre", GENRE, "--lyrics", LYRICS, "--seconds",
-                   str(args.sample_seconds), "--total-seconds", "60", "--levels", "top", "-o",
+                   str(args.sample_seconds), "--total-seconds", str(args.total_seconds), "--levels",
+                   "top", "-o",
                    str(out), "--overwrite", "--quiet"]
         seconds, peak = _run_measured(command)
         record = json.loads((out / "song.json").read_text())
@@ -143,3 +158,10 @@ def bench_jukebox_import(args: argparse.Namespace) -> dict[str, Any]:
     results["environment"] = environment(torch.device("cpu"))
     results["workdir"] = str(workdir)
     return results
+
+
+if __name__ == "__main__":  # the checkpoint writer, run as a child by the benchmark
+    folder, model_set, hps, *levels = sys.argv[1:]
+    made = write_random_checkpoints(Path(folder), model_set, [int(lv) for lv in levels],
+                                    hps or None)
+    print(json.dumps(made["parameters"]))

@@ -141,6 +141,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                       help="bundle dtypes to import to (default %(default)s)")
     juke.add_argument("--sample-seconds", type=float, default=0.0, metavar="S",
                       help="also sample S seconds of the top level from the imported bundle")
+    juke.add_argument("--total-seconds", type=float, default=60.0, metavar="S",
+                      help="song length the sampled seconds belong to (default %(default)s)")
+    juke.add_argument("--hps", metavar="FILE",
+                      help="hparams overrides of the preset (e.g. smaller shapes for a check)")
     juke.add_argument("--workdir", metavar="DIR",
                       help="where checkpoints and bundles go (default: a new temp folder; "
                       "about 3x the checkpoint size is written)")

@@ -3,6 +3,8 @@ of hand-built checkpoints at tiny sizes, and every error a user can run into."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -375,3 +377,28 @@ def test_streaming_writer_refuses_a_tensor_unlike_its_header(tmp_path):
     assert all(torch.equal(loaded[k], v) for k, v in made.items())
     with pytest.raises(ValueError, match="declared"):
         write_streaming(tmp_path / "y.safetensors", specs, lambda name: torch.zeros(1))
+
+
+def test_import_benchmark_runs_at_tiny_shapes(tmp_path):
+    """`jukelite bench jukebox-import` end to end, with an hparams file that shrinks 1b_lyrics
+    (the real run writes a 3.8 GB checkpoint)."""
+    from jukelite.cli import main
+
+    hps = tmp_path / "tiny.yaml"
+    hps.write_text(json.dumps({"vqvae": TINY_VQVAE, "prior_level_2": TINY_TOP["1b_lyrics"]}))
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        code = main(["bench", "jukebox-import", "--hps", str(hps), "--workdir",
+                     str(tmp_path / "work"), "--sample-seconds", "0.1", "--total-seconds", "3",
+                     "--import-dtypes", "float32,float16"])
+    assert code == 0
+    result = json.loads(printed.getvalue())
+    resolved, _ = resolve_hparams(["vqvae", "prior_level_2"], "1b_lyrics", tiny_hps("1b_lyrics"))
+    with torch.device("meta"):
+        expected = count_parameters(LevelPrior(prior_config(
+            "prior_level_2", resolved["prior_level_2"], vqvae_config(resolved["vqvae"]))))
+    assert result["prior_parameters"] == expected
+    imports = result["imports"]
+    assert imports["float16"]["bundle_bytes"] < imports["float32"]["bundle_bytes"]
+    assert all(0 < r["peak_rss_bytes"] and r["peak_rss_over_checkpoint"] > 0
+               for r in imports.values())
+    assert result["sample"]["tokens"] == 35 and result["sample"]["tokens_per_second"] > 0
