@@ -88,22 +88,43 @@ def cmd_info(args: argparse.Namespace) -> int:
     if recommended:
         shown = ", ".join(f"level {k} {v}" for k, v in sorted(recommended.items()))
         print(f"default sampling temperature: {shown} (other levels {DEFAULT_TEMPERATURE})")
+    licenses = set()
     for level, prior in sorted(priors.items()):
         bits = prior.get("metrics", {}).get("music_bits_per_token")
         provenance = prior.get("provenance", {})
         shown = "-" if bits is None else f"{bits:.3f}"
+        if provenance.get("imported_from"):
+            licenses.add(provenance.get("license"))
+            print(f"prior level {level}: {prior['parameters']:,} parameters, "
+                  f"{_imported(provenance)}")
+            continue
         print(f"prior level {level}: {prior['parameters']:,} parameters, "
               f"{provenance.get('steps')} steps{_training_time(provenance)}, "
               f"validation {shown} bits per token")
     for level, prov in info["provenance"].items():
         versions = prov.get("versions", {})
+        if prov.get("imported_from"):
+            licenses.add(prov.get("license"))
+            print(f"level {level}: VQ-VAE {_imported(prov)}")
+            continue
         print(
             f"level {level}: trained {prov.get('steps')} steps{_training_time(prov)} on "
             f"{prov.get('data_manifest')} "
             f"(sha256 {str(prov.get('data_manifest_sha256'))[:12]}), saved {prov.get('saved_at')}, "
             f"torch {versions.get('torch')}"
         )
+    for license_ in sorted(filter(None, licenses)):
+        print(f"license: {license_}")
     return 0
+
+
+def _imported(provenance: dict) -> str:
+    """Where an imported component came from (`jukelite import`)."""
+    source = provenance.get("source", {})
+    return (f"imported from {provenance['imported_from']} {source.get('file')} (sha256 "
+            f"{str(source.get('sha256'))[:12]}, step {source.get('step')}, hparams "
+            f"{provenance.get('hparams_from', '?').split(': ', 1)[-1]}, stored as "
+            f"{provenance.get('dtype')}) on {provenance.get('imported_at')}")
 
 
 def cmd_pack(args: argparse.Namespace) -> int:

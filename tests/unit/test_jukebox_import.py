@@ -285,6 +285,21 @@ def test_bad_presets_and_hparams():
                      vqvae_config(resolved["vqvae"]))
 
 
+def test_hparams_files_in_yaml_and_json(tmp_path):
+    from jukelite.convert.jukebox_hparams import read_hparams_file
+
+    (tmp_path / "h.yaml").write_text("prior_level_2:\n  prior_width: 64\n  y_bins: [3, 4]\n")
+    (tmp_path / "h.json").write_text('{"prior_level_2": {"prior_width": 64, "y_bins": [3, 4]}}')
+    for name in ("h.yaml", "h.json"):
+        assert read_hparams_file(tmp_path / name) == {"prior_level_2": {"prior_width": 64,
+                                                                         "y_bins": [3, 4]}}
+    (tmp_path / "bad.yaml").write_text("- just\n- a list\n")
+    with pytest.raises(HparamsError, match="component"):
+        read_hparams_file(tmp_path / "bad.yaml")
+    with pytest.raises(HparamsError, match="no such hparams file"):
+        read_hparams_file(tmp_path / "missing.yaml")
+
+
 def test_unsafe_pickles_are_refused(tmp_path):
     class Payload:
         def __reduce__(self):
@@ -324,6 +339,10 @@ def test_cli_import_then_info(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["priors"] == [2]
+    info = subprocess.run([sys.executable, "-m", "jukelite.cli", "info", str(tmp_path / "b")],
+                          capture_output=True, text=True)
+    assert "prior level 2: 1" in info.stdout and "imported from jukebox" in info.stdout
+    assert "license: OpenAI Jukebox weights: Noncommercial" in info.stdout
     again = subprocess.run(command, capture_output=True, text=True)
     assert again.returncode == 2 and "already exists" in again.stderr
     assert "Traceback" not in again.stderr
