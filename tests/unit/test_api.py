@@ -57,8 +57,10 @@ def test_bad_requests_are_clear(complete_bundle, tmp_path, make_bundle):
         jb.generate(artist="Adda", genre="rock", seconds=0.03)
     with pytest.raises(ValueError, match="timing range"):
         jb.generate(artist="Ada", genre="rock", seconds=20.0)
+    vqvae_only = jukelite.load(make_bundle(tmp_path / "vqvae_only"))  # encodes and decodes
+    assert vqvae_only.encode(torch.zeros(1, 1, 64))[0].shape == (1, 16)
     with pytest.raises(BundleError, match="no prior for level"):
-        jukelite.load(make_bundle(tmp_path / "vqvae_only"))
+        vqvae_only.generate(artist="Ada", genre="rock", seconds=0.03)
 
 
 
