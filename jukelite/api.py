@@ -22,7 +22,7 @@ from jukelite.bundle import Bundle, BundleError, demo_bundle_path
 from jukelite.data.labels import LabelVocabulary
 from jukelite.data.lyrics import LyricsTokenizer
 from jukelite.inference.codec import decode_level, encode_levels
-from jukelite.inference.options import SamplingOptions
+from jukelite.inference.options import SamplingOptions, check_device
 from jukelite.inference.request import (
     LyricsWarning,
     SampleRequest,
@@ -33,7 +33,7 @@ from jukelite.inference.request import (
 )
 from jukelite.inference.run import Progress, Sampler
 from jukelite.inference.score import score_song, score_timing
-from jukelite.inference.song import Song, read_progress
+from jukelite.inference.song import Song, clear_run, read_progress
 from jukelite.prior.model import PriorConfig
 
 __all__ = ["Jukebox", "LyricsWarning", "SamplingOptions", "Song", "load"]
@@ -51,8 +51,10 @@ class Jukebox:
     two; see `SamplingOptions`) or as one `options=SamplingOptions(...)`, keywords winning.
     With `output_dir` the codes and `song.json` are written after every window and each
     finished level's WAVs as soon as it is done; `resume(output_dir)` continues a stopped
-    run. `progress(level, done, total)` is told after every sampled code (counted over all
-    samples).
+    run. An `output_dir` that already holds a run is refused unless `overwrite=True`, which
+    removes that run's files (and only those) once the new request has been checked.
+    `progress(level, done, total)` is told after every sampled code (counted over all
+    samples). Arguments of the wrong type or range raise ValueError naming the argument.
     """
 
     def __init__(
@@ -62,10 +64,11 @@ class Jukebox:
         dtype: torch.dtype | None = None,
         compile: bool = False,
     ):
+        device = check_device(device)  # a missing GPU fails before the bundle is read
         self._bundle = Bundle.open(bundle)
         if not self._bundle.levels:
             raise BundleError(f"{bundle} has no VQ-VAE level yet: nothing to encode or sample")
-        self._sampler = Sampler(self._bundle, torch.device(device), dtype,
+        self._sampler = Sampler(self._bundle, device, dtype,
                                 "compiled" if compile else "cached")
 
     # ------------------------------------------------------------------ what the model is
@@ -163,7 +166,23 @@ class Jukebox:
 
     # ------------------------------------------------------------------ entry points
     def _song_samples(self, total_seconds: float | None) -> int | None:
-        return None if total_seconds is None else song_length(self._bundle, total_seconds)
+        if total_seconds is None:
+            return None
+        return song_length(self._bundle, total_seconds, "total_seconds")
+
+    @staticmethod
+    def _output(output_dir: str | Path | None, overwrite: bool) -> Path | None:
+        """The run directory, emptied of an earlier run's files when `overwrite` (called once
+        the request is checked, so a refused request never costs the old run)."""
+        if output_dir is None:
+            return None
+        out = Path(output_dir)
+        if (out / "song.json").exists():
+            if not overwrite:
+                raise ValueError(f"{out} already holds a run (song.json): continue it with "
+                                 "resume() or pass overwrite=True to replace it")
+            clear_run(out)
+        return out
 
     def generate(
         self,
@@ -176,6 +195,7 @@ class Jukebox:
         total_seconds: float | None = None,
         options: SamplingOptions | None = None,
         output_dir: str | Path | None = None,
+        overwrite: bool = False,
         progress: Progress | None = None,
         **option_values: Any,
     ) -> Song:
@@ -187,7 +207,7 @@ class Jukebox:
         request = new_request(self._bundle, "generate", artist, genre, lyrics,
                               song_length(self._bundle, seconds), n_samples, options,
                               self._song_samples(total_seconds))
-        return self._sampler.run(request, {}, output_dir, progress)
+        return self._sampler.run(request, {}, self._output(output_dir, overwrite), progress)
 
     def continue_(
         self,
@@ -202,6 +222,7 @@ class Jukebox:
         total_seconds: float | None = None,
         options: SamplingOptions | None = None,
         output_dir: str | Path | None = None,
+        overwrite: bool = False,
         progress: Progress | None = None,
         **option_values: Any,
     ) -> Song:
@@ -209,21 +230,21 @@ class Jukebox:
         encoded at every level and kept; the rest of the `seconds` is sampled after them
         (`total_seconds` as in `generate`)."""
         options = SamplingOptions.build(options, **option_values)
-        audio = self._audio(prompt)
         total = song_length(self._bundle, seconds)
+        request = new_request(self._bundle, "continue", artist, genre, lyrics, total,
+                              n_samples, options, self._song_samples(total_seconds))
+        audio = self._audio(prompt)
         source = str(prompt) if isinstance(prompt, str | Path) else "tensor"
         primed = primed_samples(self._bundle, audio.shape[-1], prime_seconds, total, source)
         if audio.shape[0] not in (1, n_samples):
             raise ValueError(f"the prompt holds {audio.shape[0]} clips; give 1 or n_samples")
-        request = new_request(self._bundle, "continue", artist, genre, lyrics, total,
-                              n_samples, options, self._song_samples(total_seconds))
         request.prime = {"source": source, "samples": primed}
         clip = audio[..., :primed].expand(n_samples, -1, -1)
         codes = {
             level: encoded[:, : primed // self.hop_lengths[level]]
             for level, encoded in self.encode(clip, request.sampled_levels(self._bundle)).items()
         }
-        return self._sampler.run(request, codes, output_dir, progress)
+        return self._sampler.run(request, codes, self._output(output_dir, overwrite), progress)
 
     def upsample(
         self,
@@ -235,6 +256,7 @@ class Jukebox:
         total_seconds: float | None = None,
         options: SamplingOptions | None = None,
         output_dir: str | Path | None = None,
+        overwrite: bool = False,
         progress: Progress | None = None,
         **option_values: Any,
     ) -> Song:
@@ -246,11 +268,17 @@ class Jukebox:
             raise ValueError("upsample keeps the top level as given: there is nothing to align")
         if isinstance(codes, Tensor):
             codes = {self.top_level: codes}
+        if not isinstance(codes, dict) or not all(isinstance(c, Tensor) for c in codes.values()):
+            raise ValueError("codes must be a tensor [n_samples, tokens] or a dict "
+                             f"{{level: tensor}}, got {type(codes).__name__}")
         codes = {int(level): c.long().cpu() for level, c in codes.items()}
         if self.top_level not in codes:
             raise ValueError(f"upsampling needs the top level's codes (level {self.top_level}); "
                              f"got levels {sorted(codes)}")
         top = codes[self.top_level]
+        if top.ndim != 2 or top.shape[1] == 0:
+            raise ValueError(f"level {self.top_level} codes must be [n_samples, tokens], got "
+                             f"shape {tuple(top.shape)}")
         request = new_request(self._bundle, "upsample", artist, genre, lyrics,
                               top.shape[1] * self.hop_lengths[self.top_level], top.shape[0],
                               options, self._song_samples(total_seconds))
@@ -260,7 +288,7 @@ class Jukebox:
             if c.shape != (request.n_samples, expected):
                 raise ValueError(f"level {level} codes are {tuple(c.shape)}, expected "
                                  f"[{request.n_samples}, {expected}] to match the top level")
-        return self._sampler.run(request, kept, output_dir, progress)
+        return self._sampler.run(request, kept, self._output(output_dir, overwrite), progress)
 
     def score(
         self,
@@ -319,5 +347,6 @@ def load(
     path: str | Path | None = None, device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None, compile: bool = False,
 ) -> Jukebox:
-    """A bundle ready for sampling: `path`, or the shipped demo model when no path is given."""
+    """A bundle ready for sampling: `path`, or the shipped demo model when no path is given.
+    A `device` this machine lacks ("cuda" without a GPU, "foo") raises ValueError."""
     return Jukebox(demo_bundle_path() if path is None else path, device, dtype, compile)

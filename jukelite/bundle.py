@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 import platform
 import shutil
 import sys
@@ -33,7 +35,7 @@ from typing import Any
 import torch
 from filelock import FileLock
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from jukelite.data.labels import LabelVocabulary
 from jukelite.data.lyrics import LyricsTokenizer
@@ -84,6 +86,157 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------- integrity of weight files
+VERIFIED_NAME = "verified.json"
+#: Entries kept in the verification cache (the oldest go first; files that are gone always go).
+VERIFIED_LIMIT = 4096
+_REMEDY = "re-copy it or re-run the training/import"
+
+
+def verification_cache_path() -> Path:
+    """Where weight files whose sha256 was checked are remembered: outside the bundle, since
+    bundles may be read-only (the installed demo). `JUKELITE_CACHE_DIR` overrides the folder."""
+    override = os.environ.get("JUKELITE_CACHE_DIR")
+    if override:
+        return Path(override) / VERIFIED_NAME
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "jukelite" / VERIFIED_NAME
+
+
+def _read_verified() -> dict[str, Any]:
+    """The verification cache; empty when missing, unreadable or corrupt (it is only a hint)."""
+    try:
+        cache = json.loads(verification_cache_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return cache if isinstance(cache, dict) else {}
+
+
+def _stat_record(stat: os.stat_result, sha256: str) -> dict[str, Any]:
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256}
+
+
+def _is_verified(path: Path, stat: os.stat_result, sha256: str) -> bool:
+    """Whether `path` was hashed to `sha256` and has not changed (size, mtime) since."""
+    return _read_verified().get(str(path)) == _stat_record(stat, sha256)
+
+
+def _remember_verified(path: Path, stat: os.stat_result, sha256: str) -> None:
+    """Record a successful full check; best effort, since loading must never fail because the
+    cache cannot be written (read-only home, full disk, a concurrent writer)."""
+    try:
+        cache = _read_verified()
+        cache.pop(str(path), None)  # re-inserted last: the newest entries survive the limit
+        cache = {k: v for k, v in cache.items() if os.path.exists(k)}
+        cache[str(path)] = _stat_record(stat, sha256)
+        write_json_atomic(verification_cache_path(),
+                          dict(list(cache.items())[-VERIFIED_LIMIT:]), indent=None)
+    except (OSError, ValueError, TypeError):
+        pass
+
+
+def _file_record(path: Path, remember: bool = True) -> dict[str, Any]:
+    """The `sha256` and `size` jukelite.json records for a weight file just written; with
+    `remember` (the file stays where it is) the first load need not hash it again."""
+    stat = path.stat()
+    sha256 = file_sha256(path)
+    if remember:
+        _remember_verified(path.resolve(), stat, sha256)
+    return {"sha256": sha256, "size": stat.st_size}
+
+
+def _file_problem(weights: Path, entry: dict[str, Any], full: bool = False) -> str | None:
+    """What is wrong with a weight file listed in jukelite.json, or None when it is what the
+    manifest says. The size is always compared (cheap; catches truncation); the sha256 when
+    `full`, or when the file's size or mtime changed since its last successful check. Old
+    manifests without `size` (or `sha256`) leave those checks out."""
+    try:
+        stat = weights.stat()
+    except OSError:
+        return f"listed in {MANIFEST_NAME} but missing"
+    size = entry.get("size")
+    if size is not None and stat.st_size != size:
+        return (f"size differs from {MANIFEST_NAME} (expected {size} bytes, found "
+                f"{stat.st_size}): the file is truncated or was replaced; {_REMEDY}")
+    expected = entry.get("sha256")
+    if not expected:
+        return None
+    key = weights.resolve()
+    if not full and _is_verified(key, stat, expected):
+        return None
+    try:
+        found = file_sha256(weights)
+    except OSError as exc:
+        return f"cannot be read ({exc})"
+    if found != expected:
+        return (f"sha256 differs from {MANIFEST_NAME} (expected {expected[:12]}..., found "
+                f"{found[:12]}...): the file is corrupt or was replaced; {_REMEDY}")
+    after = weights.stat()  # not rewritten while it was being hashed (reading moves atime)
+    if (after.st_size, after.st_mtime_ns, after.st_ino) == (stat.st_size, stat.st_mtime_ns,
+                                                            stat.st_ino):
+        _remember_verified(key, stat, found)
+    return None
+
+
+def _read_tensors(
+    weights: Path, convert: Callable[[torch.Tensor], torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file, memory-mapped and passed through `convert` one at a
+    time; NaN or inf anywhere is refused (a diverged run's weights would only make noise)."""
+    state = {}
+    try:
+        with safe_open(str(weights), framework="pt", device="cpu") as handle:
+            for key in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                tensor = handle.get_tensor(key)
+                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                    nan = int(torch.isnan(tensor).sum())
+                    inf = int(torch.isinf(tensor).sum())
+                    raise BundleError(
+                        f"{weights}: tensor {key!r} holds {nan} NaN and {inf} inf value(s) of "
+                        f"{tensor.numel()}: the weights are unusable (a diverged run?); "
+                        f"{_REMEDY}")
+                state[key] = convert(tensor)
+    except BundleError:
+        raise
+    except Exception as exc:  # safetensors raises several error types for corrupt files
+        raise BundleError(f"{weights}: cannot be read as safetensors ({exc})") from exc
+    return state
+
+
+def _vqvae_history(manifest: dict[str, Any], entry: dict[str, Any]) -> list[str] | None:
+    """The sha256s VQ-VAE `entry`'s weights had before packing (same weights, other dtype),
+    or None when unknown: bundles packed before sizes were recorded kept no history."""
+    if "packed_from_sha256" in entry:
+        return entry["packed_from_sha256"]
+    if manifest.get("packed") and "size" not in entry:
+        return None
+    return []
+
+
+def _stale_priors(manifest: dict[str, Any]) -> dict[int, str]:
+    """Priors whose provenance names VQ-VAE weights other than the bundle's (level -> why)."""
+    stale = {}
+    for level, entry in sorted(manifest.get("priors", {}).items(), key=lambda kv: int(kv[0])):
+        provenance = entry.get("provenance") or {}
+        run_dir = (provenance.get("recipe") or {}).get("output", {}).get("dir")
+        recipe = f"its recipe, run dir {run_dir}" if run_dir else "its recipe"
+        recorded = {int(level): provenance.get("vqvae_sha256"),
+                    int(level) + 1: provenance.get("upper_vqvae_sha256")}
+        for vq_level, sha in recorded.items():
+            vqvae = manifest["vqvae"].get(str(vq_level))
+            if not sha or vqvae is None:
+                continue  # imported or older priors record nothing to compare
+            history = _vqvae_history(manifest, vqvae)
+            if history is None or sha == vqvae.get("sha256") or sha in history:
+                continue
+            stale[int(level)] = (
+                f"prior level {level} was trained on VQ-VAE level {vq_level} with sha256 "
+                f"{sha[:12]}..., but the bundle now holds {str(vqvae.get('sha256'))[:12]}...: "
+                f"retrain the prior (jukelite train with {recipe}) or restore the VQ-VAE")
+            break
+    return stale
 
 
 def read_manifest(bundle: str | Path) -> dict[str, Any]:
@@ -164,7 +317,7 @@ def save_vqvae_level(
             "config": config.to_dict(),
             "hop_length": model.hop_length,
             "parameters": count_parameters(model),
-            "sha256": file_sha256(weights),
+            **_file_record(weights),
             "metrics": metrics or {},
             "provenance": {**(provenance or {}), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
         }
@@ -188,17 +341,13 @@ def _read_level(
     weights = bundle / entry["file"]
     if not weights.is_file():
         raise BundleError(f"{bundle}: {entry['file']} is listed in {MANIFEST_NAME} but missing")
+    problem = _file_problem(weights, entry)
+    if problem:
+        raise BundleError(f"{weights}: {problem}")
     # Packed bundles may store float16; models are built and run in float32 (cast later on
     # demand). The file is memory-mapped and cast one tensor at a time, so a half-precision
     # bundle never sits in memory in both precisions.
-    state = {}
-    try:
-        with safe_open(str(weights), framework="pt", device="cpu") as handle:
-            for key in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
-                tensor = handle.get_tensor(key)
-                state[key] = tensor.float() if tensor.is_floating_point() else tensor
-    except Exception as exc:  # safetensors raises several error types for corrupt files
-        raise BundleError(f"{weights}: cannot be read as safetensors ({exc})") from exc
+    state = _read_tensors(weights, lambda t: t.float() if t.is_floating_point() else t)
     return entry, state, weights
 
 
@@ -292,6 +441,8 @@ def describe(bundle: str | Path) -> dict[str, Any]:
         "genres": names.known("genre") if names else [],
         "lyric_characters": "".join((shared["lyrics"] or {}).get("chars", [])),
         "sampling": manifest.get("sampling", {}),
+        # prior level -> why its VQ-VAE is not the one it was trained on
+        "stale_priors": {str(k): v for k, v in _stale_priors(manifest).items()},
         "size_bytes": size,
         "provenance": {
             level["level"]: manifest["vqvae"][str(level["level"])].get("provenance", {})
@@ -348,7 +499,7 @@ def save_prior_level(
             "file": weights.name,
             "config": config.to_dict(),
             "parameters": count_parameters(model),
-            "sha256": file_sha256(weights),
+            **_file_record(weights),
             "metrics": metrics or {},
             "provenance": {**(provenance or {}), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
         }
@@ -380,8 +531,8 @@ PACK_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": 
 
 def check_temperature(value: float) -> float:
     """The one rule for a sampling temperature, whether requested or recorded in a bundle."""
-    if not value > 0:
-        raise ValueError(f"temperature must be > 0, got {value}")
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {value}")
     return float(value)
 
 
@@ -397,7 +548,8 @@ def pack_bundle(
     sounds cleaner sampled cooler, and the bundle is where that knowledge belongs.
 
     The target is written in a temporary directory and renamed into place, so it is either
-    complete or absent. Returns the new manifest.
+    complete or absent. Source files are checked (size, sha256, finite values) first, so a
+    corrupt file is refused rather than packed under a fresh checksum. Returns the new manifest.
     """
     if dtype not in PACK_DTYPES:
         raise BundleError(f"pack dtype must be one of {sorted(PACK_DTYPES)}, got {dtype!r}")
@@ -423,23 +575,36 @@ def pack_bundle(
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir()
-    for section in ("vqvae", "priors"):
-        for entry in manifest[section].values():
-            state = load_file(str(source / entry["file"]), device="cpu")
-            state = {
-                k: v.to(PACK_DTYPES[dtype]) if v.is_floating_point() else v
-                for k, v in state.items()
-            }
-            save_file(state, str(staging / entry["file"]), metadata={"packed_dtype": dtype})
-            entry["sha256"] = file_sha256(staging / entry["file"])
-    manifest["packed"] = {
-        "from": str(source),
-        "dtype": dtype,
-        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        **(notes or {}),
-    }
-    write_json_atomic(staging / MANIFEST_NAME, manifest)
-    staging.rename(target)
+    cast = PACK_DTYPES[dtype]
+    try:
+        for section in ("vqvae", "priors"):
+            for entry in manifest[section].values():
+                weights = source / entry["file"]
+                problem = _file_problem(weights, entry)
+                if problem:
+                    raise BundleError(f"{weights}: {problem}")
+                state = _read_tensors(weights, lambda t: t.to(cast) if t.is_floating_point()
+                                      else t)
+                save_file(state, str(staging / entry["file"]), metadata={"packed_dtype": dtype})
+                if section == "vqvae":  # priors name the VQ-VAE they were trained on by sha256
+                    history = _vqvae_history(manifest, entry)  # "packed" is still source's
+                    entry["packed_from_sha256"] = None if history is None else list(
+                        dict.fromkeys([*history, *filter(None, [entry.get("sha256")])]))
+                entry.update(_file_record(staging / entry["file"], remember=False))
+        manifest["packed"] = {
+            "from": str(source),
+            "dtype": dtype,
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            **(notes or {}),
+        }
+        write_json_atomic(staging / MANIFEST_NAME, manifest)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    for entry in [*manifest["vqvae"].values(), *manifest["priors"].values()]:
+        weights = (target / entry["file"]).resolve()
+        _remember_verified(weights, weights.stat(), entry["sha256"])
     return manifest
 
 
@@ -567,6 +732,32 @@ class Bundle:
                 f"(VQ-VAE levels {self.levels}, priors {sorted(self.manifest['priors'])})"
             )
 
+    def stale_priors(self) -> dict[int, str]:
+        """Prior level -> why: priors whose provenance records VQ-VAE weights (sha256) other
+        than the bundle holds now, i.e. trained on codes the VQ-VAE no longer makes. Imported
+        priors and older bundles record nothing and are never flagged."""
+        return _stale_priors(self.manifest)
+
+    def verify(self, report: Callable[[Path, str | None], None] | None = None) -> list[str]:
+        """Hash every listed weight file in full (ignoring the verification cache) and read its
+        tensors; returns one "path: problem" per bad file (empty: all good). `report(path,
+        problem or None)` is told after each file, so a long check can show its progress."""
+        problems = []
+        for section in ("vqvae", "priors"):
+            for _, entry in sorted(self.manifest[section].items(), key=lambda kv: int(kv[0])):
+                weights = self.path / entry["file"]
+                problem = _file_problem(weights, entry, full=True)
+                if problem is None:
+                    try:
+                        _read_tensors(weights, lambda t: t.new_empty(0))  # readable, finite
+                    except BundleError as exc:
+                        problem = str(exc).removeprefix(f"{weights}: ")
+                if problem is not None:
+                    problems.append(f"{weights}: {problem}")
+                if report is not None:
+                    report(weights, problem)
+        return problems
+
     def vqvae(self, level: int, device: str | torch.device = "cpu") -> LevelVQVAE:
         return load_vqvae_level(self.path, level, device)
 
@@ -575,6 +766,11 @@ class Bundle:
     ) -> LevelPrior:
         prior = load_prior_level(self.path, level, device)
         return prior if dtype is None else prior.to(dtype)
+
+
+def verify_bundle(path: str | Path) -> list[str]:
+    """Every problem of a bundle's weight files, fully hashed (see `Bundle.verify`)."""
+    return Bundle.open(path).verify()
 
 
 # ---------------------------------------------------------------------- the demo bundle
@@ -630,6 +826,7 @@ def add_converted_level(
         if section == "vqvae":
             manifest["hop_lengths"][str(level)] = entry["hop_length"]
         manifest[section][str(level)] = {
-            "file": weights.name, "sha256": file_sha256(weights), "metrics": {}, **entry,
+            "file": weights.name, **_file_record(weights, remember=False), "metrics": {},
+            **entry,
         }
     return weights

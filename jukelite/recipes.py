@@ -389,6 +389,50 @@ def _check_vqvae(recipe: VQVAERecipe) -> list[str]:
     return problems
 
 
+# Recipe keys a resumed run may change. Everything else would make the resumed run silently
+# differ from what its checkpoint, recipe and provenance say (the optimizer carries its own
+# learning rate, the weights their sizes), so `--resume` refuses other changes. These only say
+# how long to train and how often to report and save, or where results and caches live (a run
+# or bundle may move between machines); they are applied and recorded in the run's changes.
+SAFE_ON_RESUME = (
+    "train.steps",
+    "train.save_every",
+    "train.eval_every",
+    "train.log_every",
+    "train.progress",
+    "train.keep_checkpoints",
+    "data.num_workers",
+    "data.cache_dir",
+    "output.dir",
+    "output.bundle",
+)
+
+
+def _flatten(values: Any, prefix: str = "") -> dict[str, Any]:
+    """`{"train": {"lr": 1}}` as `{"train.lr": 1}`; lists stay whole values."""
+    if not isinstance(values, dict):
+        return {prefix.rstrip("."): values}
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        flat.update(_flatten(value, f"{prefix}{key}."))
+    return flat
+
+
+ABSENT = "(not set)"
+
+
+def recipe_differences(old: dict, new: dict) -> list[tuple[str, Any, Any]]:
+    """Every dotted key whose value differs between two recipe dicts, as (key, old, new) in
+    the new recipe's order; a key only one side has shows `ABSENT` on the other."""
+    before, after = _flatten(old), _flatten(new)
+    keys = [*after, *(key for key in before if key not in after)]
+    return [
+        (key, before.get(key, ABSENT), after.get(key, ABSENT))
+        for key in keys
+        if key not in before or key not in after or before[key] != after[key]
+    ]
+
+
 def recipe_to_dict(recipe: Any) -> dict:
     """The resolved recipe as plain data (for provenance and the run directory)."""
     return OmegaConf.to_container(OmegaConf.structured(recipe), resolve=True)

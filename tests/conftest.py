@@ -18,6 +18,15 @@ from jukelite.vqvae.model import LevelVQVAE
 TINY_RATE = 8000
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_verification_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Bundle loading records verified weight files in a user cache; tests keep theirs apart
+    (child processes inherit it through the environment)."""
+    import os
+
+    os.environ["JUKELITE_CACHE_DIR"] = str(tmp_path_factory.mktemp("jukelite-cache"))
+
+
 def _tiny_config(**overrides) -> VQVAEConfig:
     """Two levels, hops 4 and 8, widths of 8 channels: forward passes take milliseconds."""
     base = dict(

@@ -1,19 +1,44 @@
 """The `jukelite` command: a thin layer in which each sub-command calls one public function.
 
 One module per command group (train, codec, data, sample, info/pack, bench, eval); expected
-failures (bad paths, values, files, runs) are one line on stderr and exit status 2.
+failures (bad paths, values, files, runs, an output location that cannot be written, a full
+disk) are one line on stderr and exit status 2. Anything else is a bug: its traceback is kept
+and a last line says so and where to report it (exit status 1).
+
+Parsing, and `--help` of every command, imports no torch: command modules import it inside
+their command functions.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 import warnings
 from collections.abc import Sequence
 
-from jukelite.cli.common import EXIT_USAGE, UsageError
+from jukelite.cli.common import EXIT_USAGE, UsageError, path_error_message
 
-__all__ = ["EXIT_USAGE", "UsageError", "build_parser", "main"]
+__all__ = ["EXIT_BUG", "EXIT_USAGE", "UsageError", "build_parser", "main"]
+
+EXIT_BUG = 1
+# No project URL is published yet; the package metadata's, when there is one, wins.
+REPORT_BUGS_TO = "the jukelite issue tracker"
+
+
+def bug_line(exc: BaseException) -> str:
+    """The last line after an unexpected exception's traceback: a bug, and where to say so."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("jukelite")
+        urls = metadata.metadata("jukelite").get_all("Project-URL") or []
+    except metadata.PackageNotFoundError:
+        version, urls = "(not installed)", []
+    where = next((url.split(",", 1)[-1].strip() for url in urls
+                  if url.lower().startswith(("issues", "bug"))), REPORT_BUGS_TO)
+    return (f"error: this is a bug in jukelite {version} (unexpected {type(exc).__name__}); "
+            f"please report it at {where} with the command line and the traceback above")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from jukelite.bundle import BundleError
     from jukelite.convert import ConvertError
     from jukelite.data.manifest import ManifestError
+    from jukelite.fileio import OutputPathError
     from jukelite.inference.codes import CodesError
     from jukelite.logs import configure_cli_logging
     from jukelite.recipes import RecipeError
@@ -107,15 +133,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         CodesError,
         ConvertError,
         ManifestError,
+        OutputPathError,
         RecipeError,
         RunDirectoryError,
         UsageError,
     ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # Resume-hint convention: a command whose work can be continued sets
+        # `args.resume_hint` (the exact command line that continues it) before the long work
+        # starts. The exception's own text, if any, says where the work stopped ("at step 7").
+        where = f" {exc}" if str(exc) else ""
+        hint = getattr(args, "resume_hint", None)
+        print(f"interrupted{where}" + (f"; resume with: {hint}" if hint else ""),
+              file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+    except OSError as exc:  # a path of the user's: permissions, a folder in the way, disk full
+        message = path_error_message(exc)
+        if message is None:
+            return _bug(exc)
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:
+        return _bug(exc)
+
+
+def _bug(exc: BaseException) -> int:
+    """Keep the whole traceback of an unexpected exception, then say it is a bug."""
+    traceback.print_exception(exc, file=sys.stderr)
+    print(bug_line(exc), file=sys.stderr)
+    return EXIT_BUG

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from jukelite.bench.shapes import ATTENTION_DEFAULTS, BENCHMARKS, PRIOR_SHAPES
-from jukelite.cli.common import UsageError, add_verbosity, print_json
+from jukelite.cli.common import UsageError, add_verbosity, parse_device, print_json
 
 EPILOG = """\
 benchmarks:
@@ -153,6 +153,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_bench(args: argparse.Namespace) -> int:
     from jukelite.bench import run_benchmark
 
+    args.device = str(parse_device(args.device))
     try:
         results = run_benchmark(args)
     except ValueError as exc:  # a flag value the benchmark cannot use

@@ -1,10 +1,19 @@
-"""`jukelite reconstruct`, `encode` and `decode`: audio through a bundle's VQ-VAE levels."""
+"""`jukelite reconstruct`, `encode` and `decode`: audio through a bundle's VQ-VAE levels.
+
+Each command checks its --device and where it will write (folders, permissions, free space for
+the audio or codes it will write) before any model is loaded.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import sys
+from typing import Any
 
-from jukelite.cli.common import UsageError, add_common, print_json
+from jukelite.cli.common import UsageError, add_common, parse_device, print_json
+
+WAV_HEADER = 1024  # bytes of slack per file for headers
 
 
 def add_codec_commands(sub: argparse._SubParsersAction) -> None:
@@ -61,40 +70,84 @@ def _audio_levels(args: argparse.Namespace) -> tuple:
     return args.audio, args.model, args.output, _parse_levels(args.level)
 
 
-def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from jukelite.inference.codec import reconstruct_file
+def _input_samples(audio: str, bundle: str) -> tuple[int, int, list[int], dict[str, Any]]:
+    """(samples at the bundle's rate, channels, levels present, manifest) from headers only."""
+    from jukelite.audio import audio_info
+    from jukelite.bundle import read_manifest, vqvae_levels
 
-    results = reconstruct_file(*_audio_levels(args), device=args.device,
+    manifest = read_manifest(bundle)
+    info = audio_info(audio)
+    samples = math.ceil(info.frames * manifest["sample_rate"] / info.sample_rate)
+    return samples, manifest["channels"], vqvae_levels(bundle), manifest
+
+
+def _chosen(levels: list[int] | None, present: list[int]) -> list[int]:
+    return present if levels is None else levels
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from jukelite.fileio import check_output_file
+    from jukelite.inference.codec import reconstruct_file, reconstruction_outputs
+
+    device = str(parse_device(args.device))
+    levels = _parse_levels(args.level)
+    if args.output is not None:
+        samples, channels, present, _ = _input_samples(args.audio, args.model)
+        for path in reconstruction_outputs(args.output, _chosen(levels, present)).values():
+            check_output_file(path, "-o", samples * channels * 2 + WAV_HEADER)
+    results = reconstruct_file(args.audio, args.model, args.output, levels, device=device,
                                progress=not args.quiet)
+    notes = sorted({note for m in results.values() for note in m.get("notes", [])})
     if args.json:
         print_json({str(k): v for k, v in results.items()})
-        return 0
-    print(
-        f"{'level':>5} {'hop':>5} {'SC (dB)':>9} {'STFT dist':>10} {'SI-SDR (dB)':>12} "
-        f"{'codes used':>10}  output"
-    )
-    for level, m in results.items():
+    else:
         print(
-            f"{level:>5} {m['hop_length']:>5} {m['spectral_convergence_db']:>9.2f} "
-            f"{m['stft_distance']:>10.3f} {m['si_sdr_db']:>12.2f} {m['codes_used']:>10}  "
-            f"{m.get('output', '-')}"
+            f"{'level':>5} {'hop':>5} {'SC (dB)':>9} {'STFT dist':>10} {'SI-SDR (dB)':>12} "
+            f"{'codes used':>10}  output"
         )
+        for level, m in results.items():
+            print(
+                f"{level:>5} {m['hop_length']:>5} {_db(m['spectral_convergence_db']):>9} "
+                f"{m['stft_distance']:>10.3f} {_db(m['si_sdr_db']):>12} {m['codes_used']:>10}  "
+                f"{m.get('output', '-')}"
+            )
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     return 0
 
 
-def cmd_encode(args: argparse.Namespace) -> int:
-    from jukelite.inference.codec import encode_file
+def _db(value: float | None) -> str:
+    """A dB metric for the table; '-' where it is undefined (a silent reference)."""
+    return "-" if value is None else f"{value:.2f}"
 
-    path = encode_file(*_audio_levels(args), device=args.device, progress=not args.quiet)
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from jukelite.fileio import check_output_file
+    from jukelite.inference.codec import encode_file
+    from jukelite.inference.codes import codes_path
+
+    device = str(parse_device(args.device))
+    levels = _parse_levels(args.level)
+    samples, _, present, manifest = _input_samples(args.audio, args.model)
+    hops = manifest.get("hop_lengths", {})
+    tokens = sum(samples // int(hops[str(level)]) + 1 for level in _chosen(levels, present)
+                 if str(level) in hops)
+    check_output_file(codes_path(args.output), "-o", tokens * 4 + WAV_HEADER)
+    path = encode_file(args.audio, args.model, args.output, levels, device=device,
+                       progress=not args.quiet)
     print(f"wrote {path}")
     return 0
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    from jukelite.inference.codec import decode_file
+    from jukelite.fileio import check_output_file
+    from jukelite.inference.codec import decode_file, decoded_bytes
 
+    device = str(parse_device(args.device))
+    check_output_file(args.output, "-o")  # the path first: cheap, and before reading codes
+    check_output_file(args.output, "-o", decoded_bytes(args.codes, args.model, args.level))
     path = decode_file(
-        args.codes, args.model, args.output, args.level, device=args.device, progress=not args.quiet
+        args.codes, args.model, args.output, args.level, device=device, progress=not args.quiet
     )
     print(f"wrote {path}")
     return 0

@@ -1,16 +1,68 @@
-"""What every command shares: the one usage-error type, JSON output, common options."""
+"""What every command shares: the one usage-error type, JSON output, common options, the
+--device check and the one-line messages of errors about the user's own paths.
+
+Nothing here imports torch at module level: `jukelite --help` must stay fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 from pathlib import Path
+from typing import Any
 
 EXIT_USAGE = 2
+
+# Errors about a path the user gave (or a folder under it): one line, exit 2, no traceback.
+PATH_ERRNOS = {
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EISDIR: "is a directory (expected a file)",
+    errno.ENOTDIR: "a part of the path is a file, not a directory",
+    errno.EEXIST: "already exists",
+    errno.ENOENT: "no such file or directory",
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.ELOOP: "too many levels of symbolic links (a symlink loop?)",
+}
 
 
 class UsageError(ValueError):
     """A command-line value that cannot be used, or options that cannot be combined."""
+
+
+def path_error_message(exc: OSError) -> str | None:
+    """`PATH: what is wrong` for an OSError about the user's paths (permission, a folder where
+    a file was expected, a full disk, ...), or None for other OSErrors, which are bugs."""
+    from jukelite.fileio import shown_path
+
+    if exc.errno is None:  # raised by jukelite itself with a message naming the path
+        path_types = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
+                      NotADirectoryError)
+        return str(exc) if isinstance(exc, path_types) else None
+    reason = PATH_ERRNOS.get(exc.errno)
+    if reason is None:
+        return None
+    if exc.filename is None:
+        return reason
+    where = shown_path(exc.filename)
+    if exc.filename2 is not None:
+        where += f" -> {shown_path(exc.filename2)}"
+    return f"{where}: {reason}"
+
+
+def parse_device(text: Any, flag: str = "--device") -> Any:
+    """--device as a torch.device this machine has (the check the Python API makes too):
+    `--device cuda` without CUDA, or `--device foo`, is one line before anything is loaded."""
+    from jukelite.inference.options import check_device
+
+    try:
+        return check_device(text, flag)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def print_json(obj: object) -> None:

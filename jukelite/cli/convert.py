@@ -65,10 +65,13 @@ def cmd_import_jukebox(args: argparse.Namespace) -> int:
 
     from jukelite.bundle import describe
     from jukelite.convert.jukebox import LICENSE_NOTE, import_jukebox
+    from jukelite.fileio import check_output_dir
 
     if not args.preset and not args.hps:
         raise UsageError("give --preset NAME or --hps FILE: a Jukebox checkpoint does not record "
                          "its architecture")
+    priors = _priors(args.prior)
+    check_output_dir(args.output, "-o")  # before reading gigabytes of checkpoints
     bars: dict[str, tqdm] = {}
 
     def progress(what: str, done: int, total: int) -> None:
@@ -80,7 +83,7 @@ def cmd_import_jukebox(args: argparse.Namespace) -> int:
         if done == total:
             bar.close()
 
-    bundle = import_jukebox(args.output, vqvae=args.vqvae, priors=_priors(args.prior),
+    bundle = import_jukebox(args.output, vqvae=args.vqvae, priors=priors,
                             preset=args.preset, hps=args.hps, ids=args.ids, dtype=args.dtype,
                             progress=progress)
     info = describe(bundle)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jukelite.cli.common import UsageError, add_verbosity, print_json
+from jukelite.cli.common import UsageError, add_verbosity, parse_device, print_json
 
 
 def add_eval_commands(sub: argparse._SubParsersAction) -> None:
@@ -43,7 +43,11 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
 
 def cmd_eval_conditioning(args: argparse.Namespace) -> int:
     from jukelite.evaluation import ConditioningEvalError, evaluate_conditioning, format_table
-    from jukelite.fileio import write_json_atomic
+    from jukelite.fileio import check_output_file, write_json_atomic
+
+    device = str(parse_device(args.device))
+    if args.output:
+        check_output_file(args.output, "-o")
 
     def progress(message: str) -> None:
         if not args.quiet:
@@ -52,7 +56,7 @@ def cmd_eval_conditioning(args: argparse.Namespace) -> int:
     try:
         report = evaluate_conditioning(
             args.model, quick=args.quick, seed=args.seed, progress=progress,
-            seconds=args.seconds, device=args.device, levels=args.levels,
+            seconds=args.seconds, device=device, levels=args.levels,
             upsampled=args.upsampled,
         )
     except ConditioningEvalError as exc:  # a bundle or length the demo songs cannot score

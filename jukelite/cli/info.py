@@ -5,13 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jukelite.cli.common import UsageError, add_verbosity, print_json
+from jukelite.cli.common import EXIT_USAGE, UsageError, add_verbosity, print_json
+from jukelite.logs import get_logger
+
+log = get_logger(__name__)
 
 
 def add_bundle_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="describe a model bundle")
     p.add_argument("bundle", nargs="?", help="bundle directory (default: the demo model)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--verify", action="store_true",
+                   help="hash every weight file in full and check its values; exit 2 if any "
+                   "is missing, truncated, corrupt or holds NaN/inf")
     add_verbosity(p)
     p.set_defaults(func=cmd_info)
 
@@ -52,9 +58,12 @@ def _names(names: list[str], limit: int = 40) -> str:
 def cmd_info(args: argparse.Namespace) -> int:
     from jukelite.bundle import DEFAULT_TEMPERATURE, demo_bundle_path, describe
 
+    if args.verify:
+        return _verify(args.bundle or demo_bundle_path(), args.json)
     info = describe(args.bundle or demo_bundle_path())
     if args.json:
         print_json(info)
+        _warn_stale(info)
         return 0
     print(
         f"bundle {info['bundle']} (format {info['format_version']}): "
@@ -115,7 +124,34 @@ def cmd_info(args: argparse.Namespace) -> int:
         )
     for license_ in sorted(filter(None, licenses)):
         print(f"license: {license_}")
+    _warn_stale(info)
     return 0
+
+
+def _warn_stale(info: dict) -> None:
+    """One line per prior trained on another VQ-VAE than the bundle holds (sampling refuses)."""
+    for reason in info.get("stale_priors", {}).values():
+        log.warning("%s", reason)
+
+
+def _verify(bundle: str | Path, as_json: bool) -> int:
+    """`info --verify`: one line per weight file as it is checked; 2 when any is bad."""
+    from jukelite.bundle import Bundle
+
+    results = []
+
+    def report(path: Path, problem: str | None) -> None:
+        results.append({"file": str(path), "ok": problem is None, "problem": problem})
+        if not as_json:
+            print(f"ok   {path}" if problem is None else f"BAD  {path}: {problem}", flush=True)
+
+    problems = Bundle.open(bundle).verify(report)
+    if as_json:
+        print_json({"bundle": str(bundle), "ok": not problems, "files": results})
+    else:
+        print(f"{len(results) - len(problems)} of {len(results)} weight file(s) ok"
+              + (f", {len(problems)} bad" if problems else ""))
+    return EXIT_USAGE if problems else 0
 
 
 def _imported(provenance: dict) -> str:
@@ -130,6 +166,7 @@ def _imported(provenance: dict) -> str:
 def cmd_pack(args: argparse.Namespace) -> int:
     from jukelite.bundle import pack_bundle
     from jukelite.cli.sample import parse_temperature
+    from jukelite.fileio import check_output_dir
 
     notes = {}
     for note in args.note:
@@ -137,6 +174,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
         if not (sep and key):
             raise UsageError(f"--note expects KEY=VALUE, got {note!r}")
         notes[key] = value
+    check_output_dir(args.target, "target")
     temperature = parse_temperature(args.temperature) if args.temperature else None
     if isinstance(temperature, float):
         raise UsageError(f"--temperature for pack takes LEVEL=T pairs, got {args.temperature!r}")

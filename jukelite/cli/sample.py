@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import shlex
 from pathlib import Path
 from typing import Any
 
-from jukelite.cli.common import UsageError, add_song_labels, add_verbosity, read_lyrics
+from jukelite.cli.common import (
+    UsageError,
+    add_song_labels,
+    add_verbosity,
+    parse_device,
+    read_lyrics,
+)
 from jukelite.logs import get_logger
 
 log = get_logger(__name__)
@@ -67,7 +75,9 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
                    help="write lyric timings (alignment.json, .lrc, attention picture)")
     p.add_argument("-o", "--output", metavar="OUTDIR", help="output directory")
     p.add_argument("--resume", metavar="OUTDIR", help="continue a stopped run in OUTDIR")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run in OUTDIR")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing run in OUTDIR (its WAVs, pictures, codes, song.json "
+                   "and alignment/ are removed first; other files are kept)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                    help="precision of the priors while sampling (bfloat16 is for GPUs)")
@@ -78,16 +88,24 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def parse_temperature(text: str) -> float | dict[int, float]:
-    """`0.99` -> 0.99; `2=0.98,1=0.99` -> {2: 0.98, 1: 0.99}."""
+    """`0.99` -> 0.99; `2=0.98,1=0.99` -> {2: 0.98, 1: 0.99}. Each value must be finite and
+    > 0 (`inf` and `nan` parse as floats but would sample noise or fail midway)."""
     try:
         if "=" not in text:
-            return float(text)
-        pairs = (part.split("=") for part in text.split(","))
-        return {int(level): float(value) for level, value in pairs}
+            parsed: float | dict[int, float] = float(text)
+        else:
+            pairs = (part.split("=") for part in text.split(","))
+            parsed = {int(level): float(value) for level, value in pairs}
     except ValueError:
         raise UsageError(
             f"--temperature must be a number or LEVEL=T pairs like 2=0.98,1=0.99; got {text!r}"
         ) from None
+    values = parsed.values() if isinstance(parsed, dict) else [parsed]
+    bad = [value for value in values if not (math.isfinite(value) and value > 0)]
+    if bad:
+        raise UsageError(f"--temperature {text}: a temperature must be a finite number > 0, "
+                         f"got {bad[0]}")
+    return parsed
 
 
 class LevelBars:
@@ -140,12 +158,51 @@ def _check_combinations(args: argparse.Namespace) -> None:
         raise UsageError("--upsample takes the length from the codes; drop --seconds")
     if args.prime and args.seconds is None:
         raise UsageError("--prime needs --seconds: the length of the whole song")
-    song = Path(args.output) / "song.json"
-    if song.exists() and not args.overwrite:
-        raise UsageError(
-            f"{args.output} already holds a run; continue it with --resume {args.output} or "
-            "replace it with --overwrite"
-        )
+    for flag, value in (("--seconds", args.seconds), ("--total-seconds", args.total_seconds),
+                        ("--prime-seconds", args.prime_seconds)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UsageError(f"{flag} must be a finite number > 0, got {value}")
+    for flag, value, least in (("--n-samples", args.n_samples, 1), ("--seed", args.seed, 0),
+                               ("--top-k", args.top_k, 0),
+                               ("--max-batch-size", args.max_batch_size, 1)):
+        if value is not None and value < least:
+            raise UsageError(f"{flag} must be an integer >= {least}, got {value}")
+    if not 0.0 <= args.top_p <= 1.0:
+        raise UsageError(f"--top-p must be a number in [0, 1] (0 = off), got {args.top_p}")
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    """OUTDIR usable (not a file, writable, room for the WAVs) before the model is loaded; an
+    earlier run in it is refused unless --overwrite."""
+    from jukelite.fileio import check_output_dir
+
+    if args.resume:
+        if not (Path(args.resume) / "song.json").is_file():
+            raise UsageError(f"--resume {args.resume}: not a sampling run (it has no song.json)")
+        check_output_dir(args.resume, "--resume", overwrite=True)
+        return
+    check_output_dir(
+        args.output, "-o", overwrite=args.overwrite, marker="song.json",
+        hint=f"continue it with --resume {args.output} or replace it with --overwrite",
+        expected_bytes=_expected_bytes(args),
+    )
+
+
+def _expected_bytes(args: argparse.Namespace) -> int | None:
+    """About what a new run writes: a 16-bit WAV per sample and level rendered (pictures and
+    codes are small beside them); None when the bundle cannot tell (its own error comes later)."""
+    from jukelite.bundle import BundleError, demo_bundle_path, read_manifest
+
+    if args.upsample:
+        return None
+    try:
+        manifest = read_manifest(args.model if args.model is not None else demo_bundle_path())
+        rate, channels = int(manifest["sample_rate"]), int(manifest["channels"])
+        levels = 1 if args.levels == "top" else len(manifest.get("vqvae", {})) or 1
+    except (BundleError, OSError, KeyError, TypeError, ValueError):
+        return None
+    seconds = 8.0 if args.seconds is None else args.seconds
+    return args.n_samples * levels * (math.ceil(seconds * rate) * channels * 2 + 1024)
 
 
 def _upsample_source(path: Path) -> tuple[dict[int, Any], dict[str, Any]]:
@@ -165,12 +222,19 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     _check_combinations(args)
     temperature = None if args.temperature is None else parse_temperature(args.temperature)
+    device = parse_device(args.device)
+    _check_output(args)
     dtype = torch.bfloat16 if args.dtype == "bfloat16" else None
     bars = LevelBars(not args.quiet)
-    jb = load(args.model, args.device, dtype, args.compile)
+    jb = load(args.model, device, dtype, args.compile)
     if args.model is None:
         log.info("model: the demo model in %s (`jukelite info` lists its artists and genres)",
                  jb.bundle)
+    # what an interrupted run prints (see `jukelite.cli.main`): the run folder is its own
+    # checkpoint
+    args.resume_hint = shlex.join(["jukelite", "sample", *(["--model", args.model]
+                                                           if args.model else []),
+                                   "--resume", str(args.resume or args.output)])
     try:
         if args.resume:
             song = jb.resume(args.resume, levels=args.levels, progress=bars)
@@ -190,7 +254,7 @@ def _start(jb, args: argparse.Namespace, temperature, bars: LevelBars):
     settings = dict(
         seed=args.seed, temperature=temperature, top_k=args.top_k, top_p=args.top_p,
         levels=args.levels or "all", max_batch_size=args.max_batch_size, output_dir=args.output,
-        progress=bars, total_seconds=args.total_seconds,
+        overwrite=args.overwrite, progress=bars, total_seconds=args.total_seconds,
     )
     lyrics = read_lyrics(args)
     if args.upsample:

@@ -11,7 +11,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-from jukelite.cli.common import UsageError, add_common, add_song_labels, print_json, read_lyrics
+from jukelite.cli.common import (
+    UsageError,
+    add_common,
+    add_song_labels,
+    parse_device,
+    print_json,
+    read_lyrics,
+)
 from jukelite.logs import get_logger
 
 log = get_logger(__name__)
@@ -138,13 +145,16 @@ def _conditioning(jb, level: int, artist: str, genres: list[str], lyrics: str, t
 def cmd_score(args: argparse.Namespace) -> int:
     from jukelite.api import load
     from jukelite.bundle import Bundle
-    from jukelite.fileio import write_json_atomic
+    from jukelite.fileio import check_output_file, write_json_atomic
     from jukelite.inference.score import score_timing
 
     if args.max_batch_size is not None and args.max_batch_size < 1:
         raise UsageError(f"--max-batch-size must be >= 1, got {args.max_batch_size}")
+    device = parse_device(args.device)
+    if args.output:
+        check_output_file(args.output, "-o")
     lyrics = read_lyrics(args) or ""
-    jb = load(args.model, args.device)
+    jb = load(args.model, device)
     if args.model is None:
         log.info("model: the demo model in %s (`jukelite info` lists its artists and genres)",
                  jb.bundle)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 
 from jukelite.cli.common import add_verbosity
 
@@ -27,9 +28,18 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     add_verbosity(p, "no progress bar or notes (same as train.progress=false)")
 
 
+def train_command(args: argparse.Namespace, resume: bool) -> str:
+    """The command line that runs this training again, with `--resume` or without: what an
+    interrupted run prints (see `jukelite.cli.main`, `args.resume_hint`)."""
+    words = ["jukelite", "train", args.recipe, *(["--resume"] if resume else []), *args.overrides]
+    words += [flag for flag, on in (("--quiet", args.quiet), ("--verbose", args.verbose)) if on]
+    return shlex.join(words)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from jukelite.recipes import load_recipe
     from jukelite.train import dry_run, train_recipe
+    from jukelite.train.trainer import TrainingInterrupted
 
     overrides = [*args.overrides, *(["train.progress=false"] if args.quiet else [])]
     recipe = load_recipe(args.recipe, overrides)
@@ -49,7 +59,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                 )
         print(f"trainable parameters: {report['trainable']:,}")
         return 0
-    metrics = train_recipe(recipe, resume=args.resume)
+    args.resume_hint = train_command(args, resume=True)
+    try:
+        metrics = train_recipe(recipe, resume=args.resume)
+    except TrainingInterrupted as exc:
+        if exc.checkpoint_step is None:  # nothing saved yet: the same command starts over
+            args.resume_hint = train_command(args, resume=False)
+        raise
     if metrics:
         print(json.dumps(metrics, indent=2))
     print(f"bundle: {recipe.output.bundle}")

@@ -34,11 +34,17 @@ indexed audio file, a file described twice, and metadata files that cannot be pa
 with any problem of its own is left out of the entries; when a metadata file cannot be parsed
 at all, every audio file under its folder is left out (its labels are unknown). The caller
 decides whether to write the good entries anyway.
+
+What a file system can throw at an indexer is reported the same way, one problem per file or
+folder, and skipped: names that are not valid UTF-8 (shown with escapes; a manifest cannot hold
+them), symlink loops and broken links, folders and files that cannot be read, zero-length files
+and files larger than ``max_size`` (2 GiB by default).
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 from dataclasses import dataclass, field
@@ -49,11 +55,15 @@ from tqdm import tqdm
 
 from jukelite.audio import AUDIO_EXTENSIONS, AudioError, audio_info
 from jukelite.data.manifest import ManifestEntry, parse_song_fields, write_manifest
+from jukelite.fileio import human_size, shown_path
 
 FOLDER_CSV = "metadata.csv"
 FOLDER_JSON = "metadata.json"
 #: Keys the indexer fills in itself; metadata may not set them.
 RESERVED_KEYS: tuple[str, ...] = ("path", "duration", "sample_rate", "channels")
+#: Files larger than this are skipped unless a caller raises it: a multi-gigabyte "audio" file
+#: in a music folder is far more often a disk image or a mislabelled archive than a song.
+DEFAULT_MAX_SIZE = 2 * 1024**3
 
 
 @dataclass
@@ -102,29 +112,96 @@ def _abspath(path: str | os.PathLike[str]) -> Path:
     return Path(os.path.normpath(os.path.abspath(os.fspath(path))))
 
 
-def _scan(root: Path) -> tuple[dict[Path, Path], list[Path]]:
-    """Audio files (sorted by path shown) and folders holding folder metadata."""
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes arrive as surrogate escapes
+        return False
+    return True
+
+
+def _reason(err: OSError) -> str:
+    return (err.strerror or str(err)).lower()
+
+
+def _link_problem(path: Path) -> str | None:
+    """Why a directory entry that cannot be followed is unusable: a loop or a dangling link."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return f"{shown_path(path)}: symlink loop (too many levels of symbolic links); skipped"
+        if os.path.islink(path):
+            return f"{shown_path(path)}: broken symbolic link ({_reason(err)}); skipped"
+    return None
+
+
+def _scan(root: Path, problems: list[str]) -> tuple[dict[Path, Path], list[Path]]:
+    """Audio files (sorted by path shown) and folders holding folder metadata; entries that
+    cannot be indexed at all (bad names, loops, unreadable folders) go to `problems`."""
     audio: list[tuple[str, Path, Path]] = []
     meta_dirs: list[Path] = []
     seen_dirs: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+
+    def unreadable(err: OSError) -> None:
+        problems.append(f"{shown_path(err.filename or root)}: cannot read folder "
+                        f"({_reason(err)}); skipped with everything in it")
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=unreadable):
         real = os.path.realpath(dirpath)
         if real in seen_dirs:  # a symlink loop or a second link to the same folder
+            parent = os.path.realpath(os.path.dirname(dirpath))
+            if parent == real or parent.startswith(real.rstrip(os.sep) + os.sep):
+                problems.append(f"{shown_path(dirpath)}: symlink loop (leads back to "
+                                f"{shown_path(real)}); not followed")
             dirnames[:] = []
             continue
         seen_dirs.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         folder = Path(dirpath)
+        kept = []
+        for name in sorted(d for d in dirnames if not d.startswith(".")):
+            if _is_utf8(name):
+                kept.append(name)
+            else:
+                problems.append(f"{shown_path(folder / name)}: folder name is not valid UTF-8 "
+                                "(a manifest cannot hold it); skipped with everything in it")
+        dirnames[:] = kept
         if FOLDER_CSV in filenames or FOLDER_JSON in filenames:
             meta_dirs.append(folder)
-        for name in filenames:
-            if name.startswith(".") or Path(name).suffix.lower() not in AUDIO_EXTENSIONS:
+        for name in sorted(filenames):
+            if name.startswith("."):
                 continue
             shown = folder / name
+            link = _link_problem(shown) if os.path.islink(shown) else None
+            if link is not None and (Path(name).suffix.lower() in AUDIO_EXTENSIONS
+                                     or "loop" in link):
+                problems.append(link)
+                continue
+            if Path(name).suffix.lower() not in AUDIO_EXTENSIONS:
+                continue
+            if not _is_utf8(str(shown)):
+                problems.append(f"{shown_path(shown)}: file name is not valid UTF-8 (a manifest "
+                                "cannot hold it); skipped (rename it)")
+                continue
             rel = shown.relative_to(root).as_posix()
             audio.append((rel, _abspath(shown), shown))
     audio.sort(key=lambda item: item[0])
     return {absolute: shown for _, absolute, shown in audio}, meta_dirs
+
+
+def _file_problem(path: Path, max_size: int | None) -> str | None:
+    """Why an audio file cannot be indexed before its header is even read: unreadable, or
+    larger than `max_size` (empty files are left to `audio_info`, which says so)."""
+    try:
+        size = os.stat(path).st_size
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        return f"{shown_path(path)}: cannot read file ({_reason(err)}); skipped"
+    if max_size is not None and size > max_size:
+        return (f"{shown_path(path)}: {human_size(size)}, larger than the size limit of "
+                f"{human_size(max_size)} (--max-size); skipped")
+    return None
 
 
 def _split_csv_fields(obj: dict[str, str]) -> dict[str, Any]:
@@ -164,12 +241,16 @@ def _read_csv(path: Path) -> list[_Raw] | str:
             return rows
     except (UnicodeDecodeError, csv.Error) as err:
         return f"{path}: cannot parse CSV ({err})"
+    except OSError as err:
+        return f"{path}: cannot read ({_reason(err)})"
 
 
 def _read_json_metadata(path: Path) -> list[_Raw] | str:
     """``(where, file, fields)`` per record, or a problem string when the JSON is unusable."""
     try:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except OSError as err:
+        return f"{path}: cannot read ({_reason(err)})"
     except UnicodeDecodeError as err:
         return f"{path}: expected UTF-8 text ({err})"
     except json.JSONDecodeError as err:
@@ -260,12 +341,17 @@ def _sidecars(state: _State, path: Path, shown: Path) -> dict[str, Any]:
             fields["lyrics"] = txt.read_text(encoding="utf-8-sig").strip()
         except UnicodeDecodeError as err:
             state.file_problem(path, f"{txt}: expected UTF-8 lyrics text ({err})")
+        except OSError as err:
+            state.file_problem(path, f"{txt}: cannot read ({_reason(err)})")
     sidecar = shown.with_suffix(".json")
     if shown.stem != "metadata" and sidecar.is_file():
         try:
             data = json.loads(sidecar.read_text(encoding="utf-8-sig"))
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             state.file_problem(path, f"{sidecar}: invalid JSON ({err})")
+            return fields
+        except OSError as err:
+            state.file_problem(path, f"{sidecar}: cannot read ({_reason(err)})")
             return fields
         if not isinstance(data, dict):
             state.file_problem(
@@ -296,18 +382,21 @@ def index_folder(
     output: str | os.PathLike[str],
     min_duration: float = 0.0,
     progress: bool = True,
+    max_size: int | None = DEFAULT_MAX_SIZE,
 ) -> IndexResult:
     """Index every audio file under ``root`` for a manifest to be written at ``output``.
 
     Returns the entries of files without problems (sorted by path) and every problem found.
     Nothing is written; call ``IndexResult.write``. Raises only when ``root`` is not a folder.
+    Files larger than ``max_size`` bytes (None: no limit) are reported and skipped.
     """
     root_path = Path(root)
     if not root_path.is_dir():
         reason = "not found" if not root_path.exists() else "not a folder"
-        raise FileNotFoundError(f"{root_path}: audio folder {reason}")
-    audio, meta_dirs = _scan(root_path)
-    state = _State(audio=audio)
+        raise FileNotFoundError(f"{shown_path(root_path)}: audio folder {reason}")
+    scan_problems: list[str] = []
+    audio, meta_dirs = _scan(root_path, scan_problems)
+    state = _State(audio=audio, problems=scan_problems)
     for folder in meta_dirs:
         _load_folder(state, folder)
     for folder, meta_file in state.broken:
@@ -325,6 +414,10 @@ def index_folder(
     for path, shown in bar:
         folder_row = state.rows.get(path)
         fields = _merge(folder_row.fields if folder_row else {}, _sidecars(state, path, shown))
+        problem = _file_problem(shown, max_size)
+        if problem is not None:
+            state.file_problem(path, problem)
+            continue
         try:
             info = audio_info(shown)
         except AudioError as err:

@@ -13,7 +13,7 @@ from jukelite.audio import load_audio, save_audio
 from jukelite.bundle import Bundle, BundleError, load_vqvae_level, read_manifest, vqvae_levels
 from jukelite.inference.codes import CodesError, load_codes, save_codes
 from jukelite.vqvae.chunked import decode_codes, encode_audio
-from jukelite.vqvae.losses import reconstruction_metrics
+from jukelite.vqvae.losses import reconstruction_report
 from jukelite.vqvae.model import LevelVQVAE
 
 
@@ -103,6 +103,32 @@ def _check_codes_fit(
         )
 
 
+def _decode_level(codes_path: str | Path, codes: dict[int, torch.Tensor], level: int | None
+                  ) -> int:
+    """The level to decode: `level`, or the finest in the file; refused when absent."""
+    if not codes:
+        raise CodesError(f"{codes_path} holds no codes")
+    level = min(codes) if level is None else level
+    if level not in codes:
+        raise CodesError(f"{codes_path} has no codes for level {level} (levels: {sorted(codes)})")
+    return level
+
+
+def decoded_bytes(codes_path: str | Path, bundle: str | Path, level: int | None = None) -> int:
+    """About how many bytes `decode_file` will write (16-bit WAV), from the codes' shape and
+    the bundle's manifest alone, so free space can be checked before decoding."""
+    codes, info = load_codes(codes_path)
+    level = _decode_level(codes_path, codes, level)
+    manifest = read_manifest(bundle)
+    hop = (manifest.get("hop_lengths") or {}).get(str(level))
+    if hop is None:
+        raise BundleError(f"{bundle} has no VQ-VAE level {level} "
+                          f"(levels present: {vqvae_levels(bundle)})")
+    n, tokens = codes[level].shape
+    samples = min(tokens * int(hop), int(info.get("audio_samples") or tokens * int(hop)))
+    return n * (samples * int(manifest["channels"]) * 2 + 1024)
+
+
 def decode_file(
     codes_path: str | Path,
     bundle: str | Path,
@@ -113,11 +139,7 @@ def decode_file(
 ) -> Path:
     """`jukelite decode`: render one level's codes (default: the finest in the file) to audio."""
     codes, info = load_codes(codes_path)
-    if not codes:
-        raise CodesError(f"{codes_path} holds no codes")
-    level = min(codes) if level is None else level
-    if level not in codes:
-        raise CodesError(f"{codes_path} has no codes for level {level} (levels: {sorted(codes)})")
+    level = _decode_level(codes_path, codes, level)
     model = load_vqvae_level(bundle, level, device)
     _check_codes_fit(codes_path, info, level, codes[level], model)
     audio = decode_codes(model, codes[level], progress=progress)
@@ -136,6 +158,16 @@ def decode_file(
     return output
 
 
+def reconstruction_outputs(output: str | Path, levels: list[int]) -> dict[int, Path]:
+    """Where `reconstruct_file` writes each level: `output` for one level, else
+    `<stem>.level<L><suffix>`."""
+    path = Path(output)
+    if len(levels) == 1:
+        return {levels[0]: path}
+    return {level: path.with_name(f"{path.stem}.level{level}{path.suffix or '.wav'}")
+            for level in levels}
+
+
 def reconstruct_file(
     audio_path: str | Path,
     bundle: str | Path,
@@ -147,22 +179,23 @@ def reconstruct_file(
     """`jukelite reconstruct`: encode and decode through each level; returns metrics per level.
 
     With one level the audio goes to `output`; with several, to `<stem>.level<L><suffix>`.
+    A silent reference (all zero, or below -100 dBFS) has no spectral convergence or SI-SDR:
+    those are None, with a line under "notes" saying why.
     """
     audio = load_bundle_audio(audio_path, bundle)
     chosen = _levels_of(bundle, levels)
+    outputs = reconstruction_outputs(output, chosen) if output is not None else {}
     results: dict[int, dict[str, Any]] = {}
     for level in chosen:
         model = load_vqvae_level(bundle, level, device)
         codes = encode_audio(model, audio, progress=progress)
         recon = decode_codes(model, codes, progress=progress)[..., : audio.shape[-1]]
-        metrics: dict[str, Any] = reconstruction_metrics(audio, recon, model.config.sample_rate)
+        metrics: dict[str, Any] = reconstruction_report(audio, recon, model.config.sample_rate)
         counts = torch.bincount(codes.flatten(), minlength=model.config.codebook_size)
         metrics["codes_used"] = int((counts > 0).sum())
         metrics["hop_length"] = model.hop_length
-        if output is not None:
-            path = Path(output)
-            if len(chosen) > 1:
-                path = path.with_name(f"{path.stem}.level{level}{path.suffix or '.wav'}")
+        if level in outputs:
+            path = outputs[level]
             save_audio(path, recon[0], model.config.sample_rate)
             metrics["output"] = str(path)
         results[level] = metrics

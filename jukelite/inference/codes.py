@@ -23,11 +23,15 @@ class CodesError(ValueError):
     """A codes file that cannot be read or does not hold what was asked for."""
 
 
+def codes_path(path: str | Path) -> Path:
+    """Where `save_codes` writes `path`: with `.safetensors` appended unless it ends so."""
+    path = Path(path)
+    return path if path.suffix == ".safetensors" else path.with_name(path.name + ".safetensors")
+
+
 def save_codes(path: str | Path, codes: dict[int, torch.Tensor], info: dict[str, Any]) -> Path:
     """Write `{level: LongTensor [n, tokens]}` with metadata `info` (JSON-serialisable)."""
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        path = path.with_name(path.name + ".safetensors")
+    path = codes_path(path)
     tensors = {}
     for level, tensor in codes.items():
         if tensor.ndim != 2:
@@ -55,7 +59,22 @@ def load_codes(path: str | Path) -> tuple[dict[int, torch.Tensor], dict[str, Any
         raise CodesError(f"{path} is not a jukelite codes file (format {metadata.get('format')!r})")
     codes = {}
     for key, tensor in tensors.items():
-        if not key.startswith("level_"):
+        level = key[len("level_") :]
+        if not key.startswith("level_") or not level.isdigit():
             raise CodesError(f"{path}: unexpected tensor {key!r} (expected level_<L>)")
-        codes[int(key[len("level_") :])] = tensor.long()
-    return codes, json.loads(metadata.get("info", "{}"))
+        # A float or 1-D tensor would be rounded or mis-read far from here; say so now.
+        if tensor.dtype.is_floating_point or tensor.dtype.is_complex or tensor.dtype == torch.bool:
+            raise CodesError(f"{path}: {key} holds {str(tensor.dtype).removeprefix('torch.')} "
+                             "values; codes must be integers")
+        if tensor.ndim != 2:
+            raise CodesError(f"{path}: {key} has shape {tuple(tensor.shape)}; codes must be "
+                             "[n_samples, tokens]")
+        codes[int(level)] = tensor.long()
+    try:
+        info = json.loads(metadata.get("info", "{}"))
+    except json.JSONDecodeError as exc:
+        raise CodesError(f"{path}: its metadata is not valid JSON ({exc})") from None
+    if not isinstance(info, dict):
+        raise CodesError(f"{path}: its metadata must be a JSON object, got "
+                         f"{type(info).__name__}")
+    return codes, info

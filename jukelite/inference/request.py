@@ -13,9 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from jukelite.bundle import Bundle
+from jukelite.bundle import Bundle, BundleError
 from jukelite.data.labels import UnknownLabelError
-from jukelite.inference.options import SamplingOptions, SamplingSettings
+from jukelite.inference.options import (
+    SamplingOptions,
+    SamplingSettings,
+    check_int,
+    check_number,
+    check_text,
+)
 from jukelite.prior.model import SongConditions
 from jukelite.strict_config import StrictConfig
 
@@ -121,10 +127,10 @@ def _check_labels(bundle: Bundle, artist: str, genres: list[str]) -> None:
             raise exc.at(where) from None
 
 
-def song_length(bundle: Bundle, seconds: float) -> int:
-    """Song length in samples, rounded up to whole top-level codes."""
-    if not seconds > 0:
-        raise ValueError(f"seconds must be > 0, got {seconds}")
+def song_length(bundle: Bundle, seconds: float, name: str = "seconds") -> int:
+    """Song length in samples, rounded up to whole top-level codes (`name`: the argument the
+    length came from, for the message)."""
+    seconds = check_number(name, seconds)
     top_hop = bundle.hop_lengths[bundle.top_level]
     return math.ceil(seconds * bundle.sample_rate / top_hop) * top_hop
 
@@ -135,10 +141,11 @@ def lowest_level(bundle: Bundle, levels: str | int) -> int:
         return bundle.levels[0]
     if levels == "top":
         return bundle.top_level
-    try:
+    level = None  # 1.5 or True must not be read as a level
+    if isinstance(levels, str) and levels.strip().isdigit():
         level = int(levels)
-    except ValueError:
-        level = None
+    elif isinstance(levels, int) and not isinstance(levels, bool):
+        level = levels
     if level not in bundle.levels:
         raise ValueError(f"levels must be 'all', 'top' or one of {bundle.levels}, got {levels!r}")
     return level
@@ -157,6 +164,19 @@ def _temperatures(bundle: Bundle, temperature: Any) -> dict[int, float]:
     return dict.fromkeys(bundle.levels, float(temperature))
 
 
+def check_genres(genre: Any) -> list[str]:
+    """One genre or a list of them, as a non-empty list of strings."""
+    if isinstance(genre, str):
+        return [genre]
+    if not isinstance(genre, list | tuple) or not all(isinstance(g, str) for g in genre):
+        shown = type(genre).__name__ if not isinstance(genre, list | tuple) else (
+            "a list holding " + ", ".join(sorted({type(g).__name__ for g in genre})))
+        raise ValueError(f"genre must be a string or a list of strings, got {shown}")
+    if not genre:
+        raise ValueError("give at least one genre")
+    return list(genre)
+
+
 def new_request(
     bundle: Bundle,
     mode: str,
@@ -172,9 +192,12 @@ def new_request(
     Lyrics the model cannot take as written give a `LyricsWarning` at the caller's call.
     `song_samples` is the length of the whole song when only its first `total_samples` are
     sampled (its timing and lyric windows are those of the whole song)."""
-    genres = [genre] if isinstance(genre, str) else list(genre)
-    if not genres:
-        raise ValueError("give at least one genre")
+    check_text("artist", artist)
+    genres = check_genres(genre)
+    check_text("lyrics", lyrics)
+    check_int("n_samples", n_samples, minimum=1)
+    check_int("total_samples", total_samples, minimum=1)
+    check_int("song_samples", song_samples, minimum=1, optional=True)
     if song_samples is not None and song_samples < total_samples:
         raise ValueError(f"the song length ({song_samples / bundle.sample_rate:.2f} s) must be "
                          f"at least the sampled length ({total_samples / bundle.sample_rate:.2f}"
@@ -183,6 +206,9 @@ def new_request(
     sampled = [level for level in bundle.levels if level >= lowest
                and not (mode == "upsample" and level == bundle.top_level)]
     bundle.check_complete(sampled)
+    stale = {level: why for level, why in bundle.stale_priors().items() if level in sampled}
+    if stale:  # codes from another VQ-VAE would decode to noise after minutes of sampling
+        raise BundleError("; ".join(stale[level] for level in sorted(stale, reverse=True)))
     _check_labels(bundle, artist, genres)
     top = bundle.prior_configs.get(bundle.top_level)
     if top is not None and top.timing:
@@ -216,6 +242,7 @@ def primed_samples(
     """How much of a prompt of `available` samples a continuation keeps: `prime_seconds` of it
     (default all), cut to whole top-level codes, and shorter than the song."""
     top_hop = bundle.hop_lengths[bundle.top_level]
+    prime_seconds = check_number("prime_seconds", prime_seconds, optional=True)
     if prime_seconds is not None:
         available = min(available, round(prime_seconds * bundle.sample_rate))
     primed = available // top_hop * top_hop

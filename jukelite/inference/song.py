@@ -14,6 +14,7 @@ after every window. `jukelite sample --resume OUTDIR` reads both and carries on.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -99,6 +100,57 @@ def read_progress(directory: str | Path) -> tuple[dict[str, Any], dict[int, Tens
     codes_path = directory / "codes.safetensors"
     codes = load_codes(codes_path)[0] if codes_path.is_file() else {}
     return record, codes
+
+
+# The files a run owns, by folder ("" = the run directory itself); `clear_run` removes these and
+# nothing else, so user files kept in an output folder survive `--overwrite`. An atomic write's
+# hidden temporary (".NAME.<random>.tmp<suffix>") left by a killed run belongs to the run too.
+RUN_LAYOUT: dict[str, str] = {
+    "": r"song\.json|codes\.safetensors",
+    "level_*": r"sample_\d+\.(wav|png)",
+    "alignment": r"alignment\.json|sample_\d+\.(lrc|png)",
+}
+_LEVEL_DIR = re.compile(r"level_\d+")
+
+
+def _owned(name: str, pattern: str) -> bool:
+    if re.fullmatch(pattern, name):
+        return True
+    temporary = re.fullmatch(r"\.(.+)\.[^.]+\.tmp(\.[^.]+)?", name)
+    return temporary is not None and re.fullmatch(pattern, temporary.group(1)) is not None
+
+
+def run_files(directory: str | Path) -> list[Path]:
+    """The files of a run's layout present in `directory` (see the module docstring)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = []
+    for folder, pattern in RUN_LAYOUT.items():
+        if folder == "level_*":
+            folders = [p for p in directory.glob("level_*")
+                       if p.is_dir() and not p.is_symlink() and _LEVEL_DIR.fullmatch(p.name)]
+        elif folder:
+            candidate = directory / folder
+            folders = [candidate] if candidate.is_dir() and not candidate.is_symlink() else []
+        else:
+            folders = [directory]
+        for where in folders:
+            found += sorted(p for p in where.iterdir()
+                            if _owned(p.name, pattern) and (p.is_file() or p.is_symlink()))
+    return found
+
+
+def clear_run(directory: str | Path) -> list[Path]:
+    """Remove every file of an earlier run in `directory` (and its folders once empty), so a
+    replacing run leaves no stale level or alignment behind; other files are kept."""
+    removed = run_files(directory)
+    for path in removed:
+        path.unlink(missing_ok=True)
+    for folder in {path.parent for path in removed} - {Path(directory)}:
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    return removed
 
 
 def empty_codes(n_samples: int) -> Tensor:

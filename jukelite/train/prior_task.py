@@ -263,6 +263,7 @@ class PriorTask:
             "data_manifest": str(self.manifest_path),
             "data_manifest_sha256": file_sha256(self.manifest_path),
             "vqvae_sha256": self.codes.weights_sha256,
+            **({"upper_vqvae_sha256": self.upper.weights_sha256} if self.upper else {}),
             "train_songs": len(self.train_entries),
             "valid_songs": len(self.valid_entries),
             "weights": "ema" if self.recipe.train.ema_decay else "raw",

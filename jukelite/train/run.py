@@ -11,8 +11,9 @@ import torch
 from jukelite.fileio import write_text_atomic
 from jukelite.prior.model import LevelPrior
 from jukelite.recipes import PriorRecipe, VQVAERecipe, recipe_to_dict
+from jukelite.train.checkpoint import latest_checkpoint_step
 from jukelite.train.distributed import setup_distributed, teardown_distributed
-from jukelite.train.trainer import Trainer
+from jukelite.train.trainer import Trainer, TrainingInterrupted, open_resume_point
 from jukelite.vqvae.model import VQVAE, count_parameters
 
 
@@ -103,22 +104,46 @@ def dry_run(recipe: Any) -> dict[str, Any]:
     return {"kind": recipe.kind, "levels": levels, "trainable": count_parameters(model)}
 
 
+def _recipe_text(recipe: dict, changes: list[dict]) -> str:
+    """The run's recipe.yaml: the recipe in force, headed by comments listing the keys changed
+    on resumes (the checkpoints and the bundle's provenance hold the same list as data)."""
+    import yaml
+
+    lines = [
+        f"#   at step {c['step']}: {c['key']}: {c['old']!r} -> {c['new']!r}" for c in changes
+    ]
+    header = "# changed on resume:\n" + "\n".join(lines) + "\n" if lines else ""
+    return header + yaml.safe_dump(recipe)
+
+
 def train_recipe(recipe: Any, resume: bool = False, callbacks: list | None = None) -> dict:
-    """Train what `recipe` describes; returns the final validation metrics."""
+    """Train what `recipe` describes; returns the final validation metrics.
+
+    With `resume`, the run's newest readable checkpoint and the recipe it was trained with are
+    checked before the task is built (`RunDirectoryError` when the run cannot continue). Any
+    Ctrl-C ends as `TrainingInterrupted`, which says the step reached and the last checkpoint.
+    """
     ctx = setup_distributed(recipe.train.device)
+    run_dir = Path(recipe.output.dir)
+    trainer: Trainer | None = None
+    point = None
     try:
-        run_dir = Path(recipe.output.dir)
         torch.manual_seed(recipe.train.seed)
+        as_dict = recipe_to_dict(recipe)
+        point = open_resume_point(run_dir, as_dict) if resume else None
         task = build_task(recipe)
-        trainer = Trainer(
-            task, recipe.train, run_dir, ctx, resume=resume, recipe=recipe_to_dict(recipe)
-        )
+        trainer = Trainer(task, recipe.train, run_dir, ctx,
+                          resume=point if point is not None else False, recipe=as_dict)
         trainer.callbacks.extend(callbacks or [])
         if ctx.is_main:
-            import yaml
-
             run_dir.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(run_dir / "recipe.yaml", yaml.safe_dump(recipe_to_dict(recipe)))
+            text = _recipe_text(as_dict, trainer.recipe_changes)
+            write_text_atomic(run_dir / "recipe.yaml", text)
         return trainer.fit()
+    except TrainingInterrupted:
+        raise
+    except KeyboardInterrupt as exc:  # a second Ctrl-C, or one before the training loop
+        step = trainer.step if trainer is not None else point.step if point is not None else 0
+        raise TrainingInterrupted(step, latest_checkpoint_step(run_dir / "checkpoints")) from exc
     finally:
         teardown_distributed()

@@ -8,6 +8,10 @@ TensorBoard, the progress bar, and checkpoints that resume exactly.
 Exact resume rests on one rule: training item `i` of a dataset is a pure function of the recipe
 seed and `i`. The trainer only needs to remember how many items it has consumed (the data
 position) plus the model, optimizer, scheduler and RNG states.
+
+A resumed run continues the recipe its checkpoint was written with: only the keys of
+`recipes.SAFE_ON_RESUME` may differ, and those changes are recorded in the checkpoints and the
+bundle's provenance, so what a run reports is what it trained.
 """
 
 from __future__ import annotations
@@ -29,11 +33,14 @@ from tqdm.auto import tqdm
 
 from jukelite.bundle import device_name
 from jukelite.logs import get_logger
-from jukelite.recipes import TrainSection
+from jukelite.recipes import ABSENT, SAFE_ON_RESUME, TrainSection, recipe_differences
 from jukelite.train.checkpoint import (
+    ResumePoint,
+    RunDirectoryError,
     capture_rng_state,
+    latest_checkpoint_step,
     list_checkpoints,
-    load_checkpoint,
+    newest_readable_checkpoint,
     restore_rng_state,
     save_checkpoint,
 )
@@ -86,8 +93,63 @@ class StreamSampler(Sampler[int]):
             index += self.world_size
 
 
-class RunDirectoryError(RuntimeError):
-    """The run directory is in a state that would lose or mix up work."""
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) ended training before its last step. A KeyboardInterrupt, so it
+    ends a command like any Ctrl-C; its message says where the run stands."""
+
+    def __init__(self, step: int, checkpoint_step: int | None):
+        self.step, self.checkpoint_step = step, checkpoint_step
+        if checkpoint_step is None:
+            where = f"at step {step}, before the first checkpoint"
+        elif checkpoint_step == step:
+            where = f"at step {step}"
+        else:
+            where = f"at step {step} (the last checkpoint is step {checkpoint_step})"
+        super().__init__(where)
+
+
+def _show(value: Any) -> str:
+    """A recipe value as it would be written in YAML or an override (null, true, "text")."""
+    return json.dumps(value) if value is not ABSENT else ABSENT
+
+
+def open_resume_point(run_dir: str | Path, recipe: dict | None) -> ResumePoint:
+    """The checkpoint a resume of `run_dir` starts from, with `recipe` (the one given now)
+    checked against the one that checkpoint was trained with.
+
+    Any change outside `SAFE_ON_RESUME` is refused with every changed key listed; the safe
+    ones come back as {step, key, old, new} records in `changes`. A checkpoint that stores no
+    recipe (written by a bare Trainer) is not compared."""
+    run_dir = Path(run_dir)
+    point = newest_readable_checkpoint(run_dir)
+    stored = point.state.get("recipe") or {}
+    if not (stored and recipe):
+        return point
+    differences = recipe_differences(stored, recipe)
+    refused = [d for d in differences if d[0] not in SAFE_ON_RESUME]
+    if refused:
+        lines = [
+            f"  {key}: was {_show(old)} in this run, the recipe now says {_show(new)}"
+            for key, old, new in refused
+        ]
+        raise RunDirectoryError(
+            f"cannot resume {run_dir} (step {point.step} in {point.path.name}): the recipe "
+            "changed since the run started\n" + "\n".join(lines) + "\nonly "
+            f"{', '.join(SAFE_ON_RESUME)} may change on resume; undo the other changes, or "
+            "train them as a new run (another output.dir)"
+        )
+    steps = recipe.get("train", {}).get("steps")
+    if isinstance(steps, int) and steps < point.step:
+        raise RunDirectoryError(
+            f"cannot resume {run_dir}: train.steps is {steps} but the run already reached step "
+            f"{point.step} ({point.path.name}); give train.steps={point.step} or more"
+        )
+    point.changes = [
+        {"step": point.step, "key": key, "old": None if old is ABSENT else old,
+         "new": None if new is ABSENT else new}
+        for key, old, new in differences
+    ]
+    return point
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:
@@ -101,8 +163,29 @@ def _mean_metrics(records: list[dict]) -> dict[str, float]:
     return {k: float(sum(float(r[k]) for r in records) / len(records)) for k in keys}
 
 
+def _state_mismatch(model: nn.Module, saved: dict[str, torch.Tensor], limit: int = 10
+                    ) -> list[str]:
+    """One line per tensor that differs between `model` and saved weights: load_state_dict's
+    own error is a wall of text naming the model class, not what changed."""
+    own = model.state_dict()
+    lines = [
+        f"{key}: {list(saved[key].shape)} in the checkpoint, {list(own[key].shape)} in the model"
+        for key in own
+        if key in saved and saved[key].shape != own[key].shape
+    ]
+    lines += [f"{key}: only in the model" for key in own if key not in saved]
+    lines += [f"{key}: only in the checkpoint" for key in saved if key not in own]
+    if len(lines) > limit:
+        lines = [*lines[:limit], f"... and {len(lines) - limit} more"]
+    return lines
+
+
 class Trainer:
-    """Trains `task.model` for `config.steps` optimizer steps into `run_dir`."""
+    """Trains `task.model` for `config.steps` optimizer steps into `run_dir`.
+
+    `resume` is True (find the checkpoint with `open_resume_point`) or a `ResumePoint` the
+    caller opened before building the task, so a refusal comes before any slow preparation.
+    """
 
     def __init__(
         self,
@@ -110,7 +193,7 @@ class Trainer:
         config: TrainSection,
         run_dir: str | Path,
         ctx: DistributedContext,
-        resume: bool = False,
+        resume: bool | ResumePoint = False,
         recipe: dict | None = None,
     ):
         self.task, self.config, self.ctx = task, config, ctx
@@ -122,19 +205,27 @@ class Trainer:
         self.train_seconds = 0.0  # wall time spent in training steps, summed over resumes
         self.callbacks: list[Callable[[Trainer], None]] = []
         self.writer: Any = None  # TensorBoard, on rank 0 while fit() runs
+        # Safe recipe changes made on resumes, oldest first: {step, key, old, new}.
+        self.recipe_changes: list[dict[str, Any]] = []
         self._stop_requested = False
+        self._interrupted = False  # a signal (not a callback) asked to stop
 
         existing = list_checkpoints(self.checkpoint_dir)
-        if existing and not resume:
+        if existing and resume is False:
             raise RunDirectoryError(
                 f"{self.run_dir} already holds checkpoints (latest: step {existing[-1][0]}); "
                 "pass --resume to continue that run, or set output.dir to a new directory"
             )
-        if resume and not existing:
-            raise RunDirectoryError(f"--resume: no checkpoint found in {self.checkpoint_dir}")
+        point = None
+        if resume:
+            point = resume if isinstance(resume, ResumePoint) else open_resume_point(
+                self.run_dir, self.recipe
+            )
+            self.recipe_changes = [*point.state.get("recipe_changes", []), *point.changes]
+            self._report_resume_point(point)
 
         torch.manual_seed(config.seed)
-        task.prepare(ctx, resuming=resume)
+        task.prepare(ctx, resuming=point is not None)
         self.model = task.model.to(ctx.device)
         decay, no_decay = [], []
         for param in self.model.parameters():
@@ -152,8 +243,8 @@ class Trainer:
             self.optimizer, config.steps, config.warmup, config.schedule
         )
         self.ema = WeightEMA(self.model, config.ema_decay) if config.ema_decay else None
-        if resume:
-            self._load(existing[-1][1])
+        if point is not None:
+            self._load(point)
         self.wrapped: nn.Module = self.model
         if ctx.enabled:
             device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
@@ -202,15 +293,45 @@ class Trainer:
             "rng": capture_rng_state(),
             "world_size": self.ctx.world_size,
             "recipe": self.recipe,
+            "recipe_changes": self.recipe_changes,
         }
 
-    def _load(self, path: Path) -> None:
-        state = load_checkpoint(path, map_location=self.ctx.device)
+    def _report_resume_point(self, point: ResumePoint) -> None:
+        """Say which checkpoints were skipped and which recipe changes apply (rank 0), and
+        set the skipped files aside so they can no longer pass for the newest checkpoints."""
+        if not self.ctx.is_main:
+            return
+        for path, reason, target in point.set_aside_skipped():
+            renamed = f"; renamed it to {target.name}" if target else ""
+            log.warning("skipped unreadable checkpoint %s (%s)%s", path, reason, renamed)
+        if point.skipped:
+            log.warning("resuming from %s (step %d), the newest readable checkpoint",
+                        point.path.name, point.step)
+        for change in point.changes:
+            log.info(
+                "%s: was %s in this run, now %s (may change on resume; recorded in the run)",
+                change["key"], _show(change["old"]), _show(change["new"]),
+            )
+
+    def _load(self, point: ResumePoint) -> None:
+        state, path = point.state, point.path
+        mismatch = _state_mismatch(self.model, state["model"])
+        if mismatch:
+            raise RunDirectoryError(
+                f"cannot resume from {path}: its weights do not fit the model the recipe "
+                "builds\n  " + "\n  ".join(mismatch)
+            )
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise RunDirectoryError(
+                f"cannot resume from {path}: its optimizer state does not fit this model "
+                f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+            ) from exc
         if self.ema is not None:
-            if state["ema"] is None:
+            if state.get("ema") is None:
                 raise RunDirectoryError(f"{path} has no EMA weights but train.ema_decay is set")
             self.ema.load_state_dict(state["ema"])
         restore_rng_state(state["rng"])
@@ -249,6 +370,7 @@ class Trainer:
                 "stop requested: finishing this step and saving a checkpoint "
                 "(press Ctrl-C again to abort without saving)"
             )
+            self._interrupted = True
             self.request_stop()
 
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -302,6 +424,8 @@ class Trainer:
                 "threads": torch.get_num_threads(),
                 "world_size": self.ctx.world_size,
             }
+            if self.recipe_changes:
+                self.task.run_info["recipe_changes"] = self.recipe_changes
             with self._eval_context():
                 self.task.export(self.model, self.step, metrics)
             self.model.train()
@@ -334,7 +458,11 @@ class Trainer:
         return _mean_metrics(records), float(grad_norm), items
 
     def fit(self) -> dict[str, float]:
-        """Train to `config.steps` (or until a stop is requested); returns the last eval metrics."""
+        """Train to `config.steps` (or until a stop is requested); returns the last eval metrics.
+
+        A stop asked for by Ctrl-C or SIGTERM saves a checkpoint and then raises
+        `TrainingInterrupted`, so the command ends as interrupted rather than as finished; a
+        stop asked for by a callback (`request_stop`) returns normally."""
         cfg, ctx = self.config, self.ctx
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if ctx.is_main:
@@ -392,6 +520,9 @@ class Trainer:
                 signal.signal(sig, handler)
             if self.writer is not None:
                 self.writer.close()
-        if self._stop_requested and self.step < cfg.steps and ctx.is_main:
-            log.warning("stopped at step %d/%d; continue with --resume", self.step, cfg.steps)
+        if self._stop_requested and self.step < cfg.steps:
+            if self._interrupted:
+                raise TrainingInterrupted(self.step, latest_checkpoint_step(self.checkpoint_dir))
+            if ctx.is_main:
+                log.warning("stopped at step %d/%d; continue with --resume", self.step, cfg.steps)
         return metrics

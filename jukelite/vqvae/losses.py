@@ -8,6 +8,7 @@ linear STFT magnitudes of the mono mix (mean over channels), Hann window, centre
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -18,6 +19,9 @@ from jukelite.vqvae.config import VQVAEConfig, scale_stft_resolution
 METRIC_STFT = (2048, 256, 1536)
 SC_FLOOR = 2e-3  # references with a smaller spectral norm count as silent (ratio masked to 0)
 SC_DB_FLOOR = -160.0  # spectral_convergence_db of a perfect (or silent-reference) reconstruction
+SILENCE_DBFS = -100.0  # references quieter than this (RMS) are silent for reporting
+SILENT_SC_NOTE = "reference is silent: spectral convergence undefined"
+SILENT_SI_SDR_NOTE = "reference is silent: SI-SDR undefined"
 
 Resolution = tuple[int, int, int]  # (n_fft, hop, window)
 
@@ -143,6 +147,8 @@ def reconstruction_metrics(
 
     spectral_convergence_db uses the 2048/256/1536 STFT scaled to `sample_rate`; stft_distance uses
     `resolutions` (default: the VQ-VAE loss STFTs scaled to `sample_rate`); l2 is the raw MSE.
+    Silent references count at the -160 dB floor here (training sums these floats); reports
+    for people use `reconstruction_report`, which leaves them out.
     """
     _check_pair(reference, estimate)
     if resolutions is None:
@@ -156,6 +162,47 @@ def reconstruction_metrics(
         "si_sdr_db": si_sdr(reference, estimate).mean().item(),
         "l2": (reference.float() - estimate.float()).pow(2).mean().item(),
     }
+
+
+def silent_references(reference: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """Which references [N, C, T] (or [N, T]) are silent -> bool [N]: RMS below -100 dBFS, or
+    a metric-STFT norm at most SC_FLOOR (where `spectral_convergence` masks the ratio to 0)."""
+    x = reference.float().flatten(1)
+    rms = x.pow(2).mean(dim=1).sqrt()
+    quiet = rms < 10 ** (SILENCE_DBFS / 20)
+    norm = _frobenius(stft_magnitude(reference, *metric_stft(sample_rate)))
+    return quiet | (norm <= SC_FLOOR)
+
+
+@torch.no_grad()
+def reconstruction_report(
+    reference: torch.Tensor,
+    estimate: torch.Tensor,
+    sample_rate: int,
+    resolutions: Sequence[Resolution] | None = None,
+) -> dict[str, Any]:
+    """`reconstruction_metrics` for people to read (`jukelite reconstruct`): a silent reference
+    makes spectral convergence and SI-SDR meaningless (a ratio to nothing), so instead of the
+    -160 dB floor, which reads as a perfect reconstruction, they are averaged over the other
+    references only, or None when every reference is silent; "notes" then says why."""
+    metrics: dict[str, Any] = reconstruction_metrics(reference, estimate, sample_rate,
+                                                     resolutions)
+    silent = silent_references(reference, sample_rate)
+    n_silent = int(silent.sum())
+    if n_silent == 0:
+        return metrics
+    if n_silent == silent.numel():
+        metrics["spectral_convergence_db"] = None
+        metrics["si_sdr_db"] = None
+        metrics["notes"] = [SILENT_SC_NOTE, SILENT_SI_SDR_NOTE]
+        return metrics
+    heard = ~silent
+    sc_db = spectral_convergence_db(reference[heard], estimate[heard], *metric_stft(sample_rate))
+    metrics["spectral_convergence_db"] = sc_db.mean().item()
+    metrics["si_sdr_db"] = si_sdr(reference[heard], estimate[heard]).mean().item()
+    metrics["notes"] = [f"{n_silent} of {silent.numel()} references are silent: spectral "
+                        "convergence and SI-SDR are averaged over the others"]
+    return metrics
 
 
 class DataStatistics:

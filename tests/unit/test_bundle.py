@@ -11,6 +11,7 @@ from jukelite.bundle import (
     MANIFEST_NAME,
     BundleError,
     describe,
+    file_sha256,
     load_vqvae_level,
     read_manifest,
     save_vqvae_level,
@@ -120,11 +121,21 @@ def test_corrupt_weights(tiny_bundle):
     path = tiny_bundle / "vqvae_level_0.safetensors"
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(BundleError, match="level_0.safetensors: cannot be read as safetensors"):
+    with pytest.raises(BundleError, match="level_0.safetensors: size differs from jukelite.json"):
         load_vqvae_level(tiny_bundle, 0)
     path.write_bytes(b"garbage")
-    with pytest.raises(BundleError, match="cannot be read as safetensors"):
+    _record_weights(tiny_bundle, 0)  # a manifest that agrees: the reader itself must refuse
+    with pytest.raises(BundleError, match="level_0.safetensors: cannot be read as safetensors"):
         load_vqvae_level(tiny_bundle, 0)
+
+
+def _record_weights(bundle, level):
+    """Make jukelite.json list the file now in place, as if it had been written so."""
+    manifest = read_manifest(bundle)
+    entry = manifest["vqvae"][str(level)]
+    weights = bundle / entry["file"]
+    entry.update(sha256=file_sha256(weights), size=weights.stat().st_size)
+    (bundle / MANIFEST_NAME).write_text(json.dumps(manifest))
 
 
 def test_weights_that_do_not_fit_the_config(tiny_bundle):
@@ -132,9 +143,11 @@ def test_weights_that_do_not_fit_the_config(tiny_bundle):
     (tiny_bundle / "vqvae_level_0.safetensors").write_bytes(
         (tiny_bundle / "vqvae_level_1.safetensors").read_bytes()
     )
+    _record_weights(tiny_bundle, 0)
     with pytest.raises(BundleError, match="vqvae_level_0.safetensors: weights do not match"):
         load_vqvae_level(tiny_bundle, 0)
     save_file({"w": torch.zeros(2)}, str(tiny_bundle / "vqvae_level_1.safetensors"))
+    _record_weights(tiny_bundle, 1)
     with pytest.raises(BundleError, match="weights do not match"):
         load_vqvae_level(tiny_bundle, 1)
 
