@@ -542,3 +542,20 @@ def test_data_index_max_size_must_be_a_size(capsys, songs):
         main(["data", "index", str(songs), "-o", "m.jsonl", "--max-size", "big"])
     assert exit_info.value.code == EXIT_USAGE
     assert "expected a size like 500M or 2G, got 'big'" in capsys.readouterr().err
+
+
+def test_an_interrupted_sample_exits_130_with_the_command_that_resumes(
+    capsys, bundle, tmp_path, monkeypatch
+):
+    from jukelite.inference.run import Sampler
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Sampler, "run", interrupted)
+    out = tmp_path / "my song"
+    code, _, err = run(capsys, "sample", "--model", str(bundle), "--artist", "Ada", "--genre",
+                       "rock", "--seconds", "0.05", "-o", str(out))
+    assert code == 130 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"interrupted; resume with: jukelite sample --model {bundle} --resume '{out}'")
