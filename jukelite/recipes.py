@@ -67,6 +67,9 @@ class TrainSection:
     # prior recipes: fine-tune the prior of this level of another bundle (e.g. an imported
     # Jukebox model): its architecture, weights and vocabularies replace the model section
     init_from: str | None = None
+    # prior recipes: the fraction of training windows whose artist, genre and lyrics are
+    # replaced by a learned null, so that sampling can use classifier-free guidance (--guidance)
+    cond_dropout: float = 0.0
 
 
 @dataclass
@@ -357,6 +360,10 @@ def _check_values(recipe: Any, source: str) -> None:
         if train.init_from is not None:
             problems.append("'train.init_from' fine-tunes a prior; VQ-VAE recipes do not take "
                             "it")
+        if train.cond_dropout:
+            problems.append("'train.cond_dropout' is for prior recipes")
+    if not 0.0 <= train.cond_dropout < 1.0:
+        problems.append(f"'train.cond_dropout' must lie in [0, 1), got {train.cond_dropout}")
     if isinstance(recipe, PriorRecipe) and data.lyrics_version not in ("v2", "v3"):
         problems.append(f"'data.lyrics_version' must be v2 or v3, got {data.lyrics_version!r}")
     if problems:

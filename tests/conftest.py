@@ -75,18 +75,19 @@ def _make_bundle(
     return path
 
 
-def _make_complete_bundle(path: Path, lyrics: str = "none", seed: int = 0) -> Path:
+def _make_complete_bundle(path: Path, lyrics: str = "none", seed: int = 0,
+                          guidance: bool = False) -> Path:
     """A bundle that can sample, in milliseconds: the tiny two-level VQ-VAE (8 kHz, hops 4
     and 8), a labelled top prior with timing on level 1 (with a lyrics encoder when
     `lyrics="encoder"`) and an upsampler on level 0 (x2 from level 1); artists Ada and Bo,
-    genres rock and folk."""
+    genres rock and folk. `guidance` gives both priors (random) null conditioning."""
     _make_bundle(path, seed=seed)
     vocabulary = LabelVocabulary.from_entries(
         [ManifestEntry(path=Path("a.wav"), artist="Ada", genres=["rock"]),
          ManifestEntry(path=Path("b.wav"), artist="Bo", genres=["folk"])], max_bow_genre_size=2)
     shared = dict(bins=16, n_ctx=16, width=16, depth=2, heads=2, blocks=4, attn_order=2,
                   artist_bins=vocabulary.n_artists, genre_bins=vocabulary.n_genres,
-                  max_bow_genre_size=2, sample_rate=TINY_RATE)
+                  max_bow_genre_size=2, sample_rate=TINY_RATE, guidance=guidance)
     lyric_settings = {}
     if lyrics == "encoder":  # row, column, previous-row, encoder-decoder
         lyric_settings = dict(attn_order=6, depth=4, lyrics="encoder", n_tokens=8,
@@ -98,6 +99,10 @@ def _make_complete_bundle(path: Path, lyrics: str = "none", seed: int = 0) -> Pa
         upsampler = LevelPrior(PriorConfig(level=0, upsampler=True, cond_down_t=1,
                                            cond_stride=2, cond_width=8, cond_depth=1,
                                            cond_dilation_cycle=1, **shared))
+        for prior in (top, upsampler) if guidance else ():  # conditioning that matters:
+            for parameter in prior.parameters():  # nothing zero-initialised, a distinct null
+                parameter.data.add_(torch.randn_like(parameter) * 0.1)
+            prior.null_start.data.normal_(std=1.0)
     tokenizer = LyricsTokenizer() if lyrics != "none" else None
     for prior in (top, upsampler):
         save_prior_level(path, prior.eval(), {
@@ -136,7 +141,7 @@ def tiny_level():
 
 @pytest.fixture
 def make_complete_bundle():
-    """`make_complete_bundle(path, lyrics="none" | "encoder", seed=0) -> path`."""
+    """`make_complete_bundle(path, lyrics="none" | "encoder", seed=0, guidance=False)`."""
     return _make_complete_bundle
 
 

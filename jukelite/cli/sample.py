@@ -59,6 +59,10 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", default=None, metavar="T | L=T,...",
                    help="sampling temperature, one value or per level, e.g. 2=0.98,1=0.99,0=0.99 "
                    "(default: the model's own, shown by `jukelite info`, else 0.99)")
+    p.add_argument("--guidance", default=None, metavar="S | L=S,...",
+                   help="classifier-free guidance scale, one value or per level (1 = none, the "
+                   "default; 0 = unconditioned; 2-4 push towards the artist, genre and lyrics); "
+                   "priors trained with train.cond_dropout only")
     p.add_argument("--top-k", type=int, default=0, help="keep the k most likely codes (0 = off)")
     p.add_argument("--top-p", type=float, default=0.0, help="nucleus sampling mass (0 = off)")
     p.add_argument("--levels", metavar="top|all|L",
@@ -87,9 +91,9 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
     add_verbosity(p)
 
 
-def parse_temperature(text: str) -> float | dict[int, float]:
-    """`0.99` -> 0.99; `2=0.98,1=0.99` -> {2: 0.98, 1: 0.99}. Each value must be finite and
-    > 0 (`inf` and `nan` parse as floats but would sample noise or fail midway)."""
+def _per_level(text: str, flag: str, example: str, valid, rule: str
+               ) -> float | dict[int, float]:
+    """One number, or LEVEL=VALUE pairs, each passing `valid` (`rule` says what that is)."""
     try:
         if "=" not in text:
             parsed: float | dict[int, float] = float(text)
@@ -97,15 +101,26 @@ def parse_temperature(text: str) -> float | dict[int, float]:
             pairs = (part.split("=") for part in text.split(","))
             parsed = {int(level): float(value) for level, value in pairs}
     except ValueError:
-        raise UsageError(
-            f"--temperature must be a number or LEVEL=T pairs like 2=0.98,1=0.99; got {text!r}"
-        ) from None
+        raise UsageError(f"{flag} must be a number or LEVEL=VALUE pairs like {example}; got "
+                         f"{text!r}") from None
     values = parsed.values() if isinstance(parsed, dict) else [parsed]
-    bad = [value for value in values if not (math.isfinite(value) and value > 0)]
+    bad = [value for value in values if not (math.isfinite(value) and valid(value))]
     if bad:
-        raise UsageError(f"--temperature {text}: a temperature must be a finite number > 0, "
-                         f"got {bad[0]}")
+        raise UsageError(f"{flag} {text}: {rule}, got {bad[0]}")
     return parsed
+
+
+def parse_temperature(text: str) -> float | dict[int, float]:
+    """`0.99` -> 0.99; `2=0.98,1=0.99` -> {2: 0.98, 1: 0.99}. Each value must be finite and
+    > 0 (`inf` and `nan` parse as floats but would sample noise or fail midway)."""
+    return _per_level(text, "--temperature", "2=0.98,1=0.99", lambda v: v > 0,
+                      "a temperature must be a finite number > 0")
+
+
+def parse_guidance(text: str) -> float | dict[int, float]:
+    """`3` -> 3.0; `2=3,1=1.5` -> {2: 3.0, 1: 1.5}; finite and >= 0."""
+    return _per_level(text, "--guidance", "2=3,1=1.5", lambda v: v >= 0,
+                      "a guidance scale must be a finite number >= 0")
 
 
 class LevelBars:
@@ -139,7 +154,7 @@ def _check_combinations(args: argparse.Namespace) -> None:
         given = [flag for flag, value in (
             ("--artist", args.artist), ("--genre", args.genre), ("--lyrics", args.lyrics),
             ("--lyrics-file", args.lyrics_file), ("--seconds", args.seconds),
-            ("--total-seconds", args.total_seconds),
+            ("--total-seconds", args.total_seconds), ("--guidance", args.guidance),
             ("--prime", args.prime), ("--upsample", args.upsample), ("-o", args.output),
         ) if value is not None]
         if given:
@@ -255,6 +270,7 @@ def _start(jb, args: argparse.Namespace, temperature, bars: LevelBars):
         seed=args.seed, temperature=temperature, top_k=args.top_k, top_p=args.top_p,
         levels=args.levels or "all", max_batch_size=args.max_batch_size, output_dir=args.output,
         overwrite=args.overwrite, progress=bars, total_seconds=args.total_seconds,
+        guidance=None if args.guidance is None else parse_guidance(args.guidance),
     )
     lyrics = read_lyrics(args)
     if args.upsample:

@@ -33,6 +33,7 @@ class LevelJob:
     upper: Tensor | None = None  # the level above's codes [N, t] (upsamplers)
     max_batch_size: int | None = None  # samples drawn at once (None: all)
     step: str = "cached"  # the one-token step (`window.step_function`)
+    guidance: float = 1.0  # classifier-free guidance scale (1: plain conditional sampling)
 
 
 @torch.no_grad()
@@ -55,12 +56,19 @@ def sample_level(
             count = rows.stop - rows.start
             upper = None if job.upper is None else job.upper[rows]
             inputs = prior.window_inputs(job.song, job.hop_length, window.start, count, upper)
-            prefix = torch.cat([inputs.prefix, codes[rows, window.start :] + shift], dim=1)
+            known = codes[rows, window.start :] + shift
+            prefix = torch.cat([inputs.prefix, known], dim=1)
+            uncond = None
+            if job.guidance != 1.0:
+                null = prior.window_inputs(job.song, job.hop_length, window.start, count, upper,
+                                           null=True)
+                uncond = (null.cond, torch.cat([null.prefix, known], dim=1))
             tokens = sample_window(
                 prior, inputs.cond, prefix, job.settings,
                 window_generator(job.seed, config.level, window.index, chunk),
                 on_token=None if on_tokens is None else lambda _, k=count: on_tokens(k),
                 length=offset + window.end - window.start, step=job.step,
+                guidance=job.guidance, uncond=uncond,
             )
             pieces.append(tokens[:, offset + codes.shape[1] - window.start :] - shift)
         codes = torch.cat([codes, torch.cat(pieces).to(codes.device)], dim=1)

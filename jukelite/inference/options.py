@@ -108,6 +108,13 @@ class SamplingSettings:
         _check_top_p(self.top_p)
 
 
+def check_guidance(value: Any, name: str = "guidance") -> float:
+    """A guidance scale: a finite number >= 0."""
+    if not _is_number(value) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
 def _check_top_p(value: Any) -> None:
     if not _is_number(value) or not 0.0 <= value <= 1.0:
         raise ValueError(f"top_p must be a number in [0, 1] (0 = off), got {value!r}")
@@ -120,7 +127,10 @@ class SamplingOptions:
     `temperature`: one value, one per level ({level: T}; unnamed levels keep the bundle's
     default), or None for the bundle's defaults. `levels`: "all", "top" (a quick preview) or
     the lowest level to sample. `max_batch_size`: samples drawn at once (None: all).
-    `alignment`: also read the lyric timings off the top prior's attention.
+    `alignment`: also read the lyric timings off the top prior's attention. `guidance`:
+    classifier-free guidance scale, one value or {level: scale} (None or 1: none; 0: the
+    unconditioned model; above 1: pushed towards the artist, genre and lyrics), for priors
+    trained with train.cond_dropout.
     """
 
     seed: int = 0
@@ -130,6 +140,7 @@ class SamplingOptions:
     levels: str | int = "all"
     max_batch_size: int | None = None
     alignment: bool = False
+    guidance: float | Mapping[int, float] | None = None
 
     def __post_init__(self) -> None:
         """Types and ranges now, so a bad value fails before a model is loaded or sampled; the
@@ -151,6 +162,12 @@ class SamplingOptions:
         check_int("max_batch_size", self.max_batch_size, minimum=1, optional=True)
         if not isinstance(self.alignment, bool):
             raise ValueError(f"alignment must be True or False, got {self.alignment!r}")
+        scales = self.guidance.items() if isinstance(self.guidance, Mapping) else (
+            [] if self.guidance is None else [(None, self.guidance)])
+        for level, value in scales:
+            if level is not None:
+                check_int("guidance level", level, minimum=0)
+            check_guidance(value, "guidance" if level is None else f"guidance of level {level}")
 
     @classmethod
     def names(cls) -> list[str]:

@@ -47,6 +47,7 @@ class SampleRequest(StrictConfig):
     n_samples: int = 1
     seed: int = 0
     temperature: dict[str, float] = field(default_factory=dict)  # level -> T
+    guidance: dict[str, float] = field(default_factory=dict)  # level -> scale (absent: 1)
     top_k: int = 0
     top_p: float = 0.0
     lowest_level: int = 0  # sample down to this level and render it
@@ -65,6 +66,10 @@ class SampleRequest(StrictConfig):
     def settings(self, level: int) -> SamplingSettings:
         """How this level's logits become codes."""
         return SamplingSettings(self.temperature[str(level)], self.top_k, self.top_p)
+
+    def guidance_scale(self, level: int) -> float:
+        """Classifier-free guidance of this level (1: none)."""
+        return float(self.guidance.get(str(level), 1.0))
 
     def sampled_levels(self, bundle: Bundle) -> list[int]:
         """The levels this request samples or keeps, finest first."""
@@ -151,6 +156,28 @@ def lowest_level(bundle: Bundle, levels: str | int) -> int:
     return level
 
 
+def _guidance(bundle: Bundle, guidance: Any, sampled: list[int]) -> dict[int, float]:
+    """The guidance scale of each sampled level that has one other than 1; every such prior
+    must have been trained for it (learned null conditioning)."""
+    if guidance is None:
+        return {}
+    if isinstance(guidance, dict):
+        unknown = sorted(set(guidance) - set(bundle.levels))
+        if unknown:
+            raise ValueError(f"guidance given for level(s) {unknown}; levels are "
+                             f"{bundle.levels}")
+        scales = {level: float(g) for level, g in guidance.items() if level in sampled}
+    else:
+        scales = dict.fromkeys(sampled, float(guidance))
+    scales = {level: g for level, g in scales.items() if g != 1.0}
+    untrained = sorted(level for level in scales if not bundle.prior_configs[level].guidance)
+    if untrained:
+        raise ValueError(f"guidance needs priors trained with train.cond_dropout > 0 (a learned "
+                         f"null artist, genre and lyrics); prior level(s) {untrained} were not: "
+                         "sample them with guidance 1, e.g. --guidance 2=3.0 for the top only")
+    return scales
+
+
 def _temperatures(bundle: Bundle, temperature: Any) -> dict[int, float]:
     if isinstance(temperature, dict):
         unknown = sorted(set(temperature) - set(bundle.levels))
@@ -216,6 +243,7 @@ def new_request(
     per_level = _temperatures(bundle, options.temperature)
     for t in per_level.values():
         SamplingSettings(t, options.top_k, options.top_p)  # validates
+    guidance = _guidance(bundle, options.guidance, sampled)
     if lyrics and not any(c.lyrics != "none" for c in bundle.prior_configs.values()):
         warnings.warn("this model is not conditioned on lyrics: they are ignored",
                       LyricsWarning, stacklevel=3)
@@ -231,6 +259,7 @@ def new_request(
         mode=mode, artist=artist, genres=genres, lyrics=lyrics, total_samples=total_samples,
         song_samples=song_samples or 0, n_samples=n_samples, seed=options.seed,
         temperature={str(level): t for level, t in per_level.items()},
+        guidance={str(level): g for level, g in guidance.items()},
         top_k=options.top_k, top_p=options.top_p, lowest_level=lowest,
         max_batch_size=options.max_batch_size, alignment=options.alignment,
     )

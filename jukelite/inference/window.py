@@ -65,6 +65,16 @@ def step_function(prior: LevelPrior, kind: str) -> Callable | None:
     return compiled
 
 
+def _both(a: Tensor | None, b: Tensor | None) -> Tensor | None:
+    return None if a is None else torch.cat([a, b.to(a.dtype)])
+
+
+def stack_conditions(cond: Conditioning, uncond: Conditioning) -> Conditioning:
+    """One batch of [conditioned rows; unconditioned rows], so that guidance costs one pass."""
+    return Conditioning(_both(cond.start, uncond.start), _both(cond.x_cond, uncond.x_cond),
+                        _both(cond.encoder_kv, uncond.encoder_kv), None)
+
+
 @torch.no_grad()
 def sample_window(
     prior: LevelPrior,
@@ -75,6 +85,8 @@ def sample_window(
     on_token: Callable[[int], None] | None = None,
     length: int | None = None,
     step: str = "cached",
+    guidance: float = 1.0,
+    uncond: tuple[Conditioning, Tensor] | None = None,
 ) -> Tensor:
     """Complete one window: prefix [N, p] (in the prior's sequence space, p < seq_len) ->
     tokens [N, length] (default the whole window, seq_len). The prefix is fed as one chunk;
@@ -83,6 +95,11 @@ def sample_window(
 
     In `single` lyrics mode the prefix holds the lyric window at least, and music positions may
     only emit music codes (lyric ids are masked out rather than clamped afterwards).
+
+    Classifier-free guidance: with `uncond` (the null conditioning and its prefix) and a
+    `guidance` scale other than 1, the conditioned and unconditioned rows run as one batch and
+    each token is drawn from `u + guidance * (c - u)` of their logits (0: the unconditioned
+    model; 1 skips the second half and is plain conditional sampling, bit for bit).
     """
     config = prior.config
     batch, known = prefix.shape
@@ -93,9 +110,14 @@ def sample_window(
         raise ValueError(f"a single-stack lyrics prior needs the {config.n_tokens} lyric tokens "
                          f"as prefix, got {known}")
     device = prior.embedding.x_emb.weight.device
-    tokens = torch.zeros(batch, config.seq_len, dtype=torch.long, device=device)
+    guided = uncond is not None and guidance != 1.0
+    if guided:
+        cond = stack_conditions(cond, uncond[0])
+        prefix = torch.cat([prefix, uncond[1].to(prefix.device)])
+    rows = prefix.shape[0]
+    tokens = torch.zeros(rows, config.seq_len, dtype=torch.long, device=device)
     tokens[:, :known] = prefix.to(device)
-    caches = prior.init_caches(batch)
+    caches = prior.init_caches(rows)
     if known:
         prior.logits_cached(tokens, 0, known, caches, cond)
     music_from = config.n_vocab if config.lyrics == "single" else 0
@@ -106,9 +128,13 @@ def sample_window(
         else:
             at = torch.tensor(position, device=device)
             logits = static(tokens[:, max(position - 1, 0)], at, caches, cond)
+        if guided:
+            conditioned, unconditioned = logits.float().split(batch)
+            logits = unconditioned + guidance * (conditioned - unconditioned)
         if music_from:
             logits[:, :music_from] = float("-inf")
-        tokens[:, position] = sample_from_logits(logits, settings, generator).to(device)
+        drawn = sample_from_logits(logits, settings, generator).to(device)
+        tokens[:, position] = torch.cat([drawn, drawn]) if guided else drawn
         if on_token is not None:
             on_token(position)
-    return tokens[:, :length]
+    return tokens[:batch, :length]

@@ -91,6 +91,9 @@ class PriorConfig(StrictConfig):
     # -1 = the last layer that attends to the lyrics (Jukebox 5b_lyrics: 68, 2; 1b_lyrics: 63, 0)
     alignment_layer: int = -1
     alignment_head: int = 0
+    # classifier-free guidance: learned "no artist/genre" and "no lyrics" conditioning that
+    # training swaps in at rate train.cond_dropout (set automatically when that is > 0)
+    guidance: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -413,6 +416,11 @@ class LevelPrior(nn.Module):
             prime_len=c.n_tokens if c.lyrics == "single" else None,
             checkpoint_activations=c.checkpoint_activations,
         )
+        if c.guidance:
+            self.null_start = nn.Parameter(torch.randn(1, 1, c.width) * 0.01 * c.init_scale)
+            if c.lyrics == "encoder":
+                self.null_lyrics = nn.Parameter(
+                    torch.randn(1, 1, c.width) * 0.01 * c.init_scale)
         self.x_out = nn.Linear(c.width, c.vocab, bias=False)
         if c.merged_decoder:
             nn.init.normal_(self.x_out.weight, std=0.02 * c.init_scale)
@@ -426,10 +434,16 @@ class LevelPrior(nn.Module):
 
     # ------------------------------------------------------------------ conditioning
     def condition(
-        self, y: Tensor | None = None, upper: Tensor | None = None, lyrics: Tensor | None = None
+        self, y: Tensor | None = None, upper: Tensor | None = None, lyrics: Tensor | None = None,
+        drop: Tensor | None = None,
     ) -> Conditioning:
-        """Labels y [N, 4 + G], upper-level codes [N, n_ctx / ratio], lyrics [N, n_tokens]."""
+        """Labels y [N, 4 + G], upper-level codes [N, n_ctx / ratio], lyrics [N, n_tokens].
+        `drop` (bool [N], guidance priors only) swaps in the learned null artist/genre and
+        lyrics for those rows; timing and upper codes are kept."""
         c = self.config
+        if drop is not None and not c.guidance:
+            raise ValueError("this prior has no null conditioning (PriorConfig.guidance is "
+                             "false): it was trained without train.cond_dropout")
         given = [t for t in (y, upper, lyrics) if t is not None]
         batch = given[0].shape[0] if given else 1  # an unconditioned start token broadcasts
         x_cond = None
@@ -439,6 +453,8 @@ class LevelPrior(nn.Module):
             start, x_cond = self.y_emb(y)
         else:
             start = self.start_token.expand(batch, -1, -1)
+        if drop is not None and c.labels:
+            start = torch.where(drop[:, None, None], self.null_start.to(start.dtype), start)
         if c.upsampler:
             if upper is None or upper.shape[1] * self.upsample_ratio != c.n_ctx:
                 got = None if upper is None else tuple(upper.shape)
@@ -457,6 +473,9 @@ class LevelPrior(nn.Module):
                 raise ValueError(f"this prior needs a lyric window [N, {c.n_tokens}], got {got}")
             if c.lyrics == "encoder":
                 encoder_kv, lyrics_logits = self.lyrics_encoder(lyrics)
+                if drop is not None:
+                    null = self.null_lyrics.to(encoder_kv.dtype).expand_as(encoder_kv)
+                    encoder_kv = torch.where(drop[:, None, None], null, encoder_kv)
             elif x_cond is not None:  # single: no conditioning signal over the lyric prefix
                 x_cond = torch.cat([x_cond.new_zeros(batch, c.n_tokens, c.width), x_cond], dim=1)
         return Conditioning(start, x_cond, encoder_kv, lyrics_logits)
@@ -468,6 +487,7 @@ class LevelPrior(nn.Module):
         start: int,
         batch: int,
         upper: Tensor | None = None,
+        null: bool = False,
     ) -> WindowInputs:
         """Conditioning of the window of this level that starts at code `start` of `song`, for
         `batch` samples: labels and timing for its offset, its lyric window, and for upsamplers
@@ -494,9 +514,13 @@ class LevelPrior(nn.Module):
             piece = upper[:, start // ratio : (start + c.n_ctx) // ratio]
             missing = c.n_ctx // ratio - piece.shape[1]
             upper_window = F.pad(piece, (0, missing)).to(device)
+        drop = torch.ones(batch, dtype=torch.bool, device=device) if null else None
         prefix = lyrics if c.lyrics == "single" else torch.zeros(
             batch, 0, dtype=torch.long, device=device)
-        return WindowInputs(self.condition(y, upper_window, lyrics), lyrics, lyric_start, prefix)
+        if null and c.lyrics == "single":
+            prefix = torch.zeros_like(prefix)  # no lyrics: the prefix is all padding
+        return WindowInputs(self.condition(y, upper_window, lyrics, drop), lyrics, lyric_start,
+                            prefix)
 
     def sequence(self, codes: Tensor, lyrics: Tensor | None = None) -> Tensor:
         """The token sequence the Transformer models: music codes, after the lyric prefix (with
@@ -524,13 +548,18 @@ class LevelPrior(nn.Module):
         y: Tensor | None = None,
         upper: Tensor | None = None,
         lyrics: Tensor | None = None,
+        drop: Tensor | None = None,
     ) -> PriorOutput:
-        """codes [N, n_ctx] (+ conditioning) -> logits and the loss in bits per token."""
+        """codes [N, n_ctx] (+ conditioning) -> logits and the loss in bits per token. `drop`
+        (bool [N]) trains those rows without artist/genre and lyrics (see `condition`)."""
         c = self.config
         if codes.shape[1] != c.n_ctx:
             raise ValueError(f"expected {c.n_ctx} codes per window, got {codes.shape[1]}")
-        cond = self.condition(y, upper, lyrics)
-        tokens = self.sequence(codes, lyrics)
+        cond = self.condition(y, upper, lyrics, drop)
+        seen = lyrics
+        if drop is not None and c.lyrics == "single":
+            seen = torch.where(drop[:, None], torch.zeros_like(lyrics), lyrics)
+        tokens = self.sequence(codes, seen)
         logits = self.logits(tokens, cond)
         music_bits = F.cross_entropy(
             logits[:, -c.n_ctx :].float().flatten(0, 1), tokens[:, -c.n_ctx :].flatten()
@@ -542,7 +571,9 @@ class LevelPrior(nn.Module):
             lyric_logits = cond.lyrics_logits
         elif c.lyrics == "single":
             lyric_logits = logits[:, : c.n_tokens, : c.n_vocab]
-        if lyric_logits is not None:
+            if drop is not None:  # rows without lyrics have none to predict
+                lyric_logits, lyrics = lyric_logits[~drop], lyrics[~drop]
+        if lyric_logits is not None and lyrics.numel():
             lyric_bits = F.cross_entropy(
                 lyric_logits.float().flatten(0, 1), lyrics.flatten()
             ) / math.log(2)

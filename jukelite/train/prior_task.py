@@ -50,6 +50,8 @@ def resolve_prior_config(recipe: PriorRecipe, vocabulary: LabelVocabulary | None
         "bins": entry["config"]["codebook_size"],
         "sample_rate": manifest["sample_rate"],
     }
+    if recipe.train.cond_dropout > 0:
+        values["guidance"] = True  # the learned null conditioning the dropout trains
     config = recipe.model
     if config.upsampler:
         upper = manifest["vqvae"].get(str(level + 1))
@@ -152,6 +154,10 @@ class PriorTask:
                 f"train.init_from: the level {level} prior of {source.path} reads {config.bins} "
                 f"codes at {config.sample_rate} Hz, but {self.recipe.output.bundle} encodes "
                 f"{own[0]} codes at {own[1]} Hz: fine-tune into a bundle with its VQ-VAE")
+        if self.recipe.train.cond_dropout > 0 and not config.guidance:
+            raise BundleError(f"train.cond_dropout: the level {level} prior of {source.path} has "
+                              "no null conditioning to train (it was trained without "
+                              "cond_dropout); fine-tune it with cond_dropout 0")
         self.config = config
         self.vocabulary = source.label_vocabulary(level) if config.labels else None
         self.tokenizer = source.lyrics_tokenizer(level) if config.lyrics != "none" else None
@@ -228,7 +234,12 @@ class PriorTask:
 
     # ------------------------------------------------------------------ steps
     def training_step(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
-        out = model(batch["codes"], batch.get("y"), batch.get("upper"), batch.get("lyrics"))
+        codes, drop = batch["codes"], None
+        rate = self.recipe.train.cond_dropout
+        if rate > 0:  # from the trainer's seeded RNG, so a resumed run draws the same rows
+            drop = torch.rand(codes.shape[0]) < rate
+            drop = drop.to(codes.device)
+        out = model(codes, batch.get("y"), batch.get("upper"), batch.get("lyrics"), drop)
         return out.loss, out.metrics
 
     def evaluate(self, model: nn.Module, batches: Iterator[dict]) -> dict[str, float]:

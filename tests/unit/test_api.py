@@ -105,10 +105,10 @@ def test_upsampler_windows_see_the_matching_slice_of_upper_codes(complete_bundle
     seen = []
     original = LevelPrior.condition
 
-    def spy(self, y=None, upper=None, lyrics=None):
+    def spy(self, y=None, upper=None, lyrics=None, drop=None):
         if upper is not None:
             seen.append(upper.clone())
-        return original(self, y, upper, lyrics)
+        return original(self, y, upper, lyrics, drop)
 
     monkeypatch.setattr(LevelPrior, "condition", spy)
     song = jukelite.load(complete_bundle).generate(artist="Ada", genre="rock", seconds=0.03,

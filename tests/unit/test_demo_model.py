@@ -121,7 +121,8 @@ def test_a_packed_temperature_is_the_bundle_default_that_a_request_overrides(
     assert not torch.equal(codes(), codes(temperature={0: 0.05}))
     with pytest.raises(BundleError, match=r"level\(s\) \[5\].*levels \[0, 1\]"):
         pack_bundle(complete_bundle, tmp_path / "bad", temperature={5: 0.7})
-    with pytest.raises(BundleError, match=r"level 0: temperature must be a finite number > 0, got 0.0"):
+    with pytest.raises(BundleError,
+                       match=r"level 0: temperature must be a finite number > 0, got 0.0"):
         pack_bundle(complete_bundle, tmp_path / "bad", temperature={0: 0.0})
     assert not (tmp_path / "bad").exists()
 
