@@ -174,7 +174,8 @@ def _guidance(bundle: Bundle, guidance: Any, sampled: list[int]) -> dict[int, fl
     if untrained:
         raise ValueError(f"guidance needs priors trained with train.cond_dropout > 0 (a learned "
                          f"null artist, genre and lyrics); prior level(s) {untrained} were not: "
-                         "sample them with guidance 1, e.g. --guidance 2=3.0 for the top only")
+                         "leave them at guidance 1 (per level: --guidance LEVEL=SCALE for the "
+                         "levels that were)")
     return scales
 
 
