@@ -9,7 +9,6 @@ command reads it, and its provenance names the source files, their sha256 and th
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from jukelite.bundle import (
     PACK_DTYPES,
     BundleError,
     add_converted_level,
+    file_sha256,
     package_versions,
     read_manifest,
 )
@@ -80,14 +80,6 @@ Progress = Callable[[str, int, int], None]  # (component, tensors done, tensors)
 
 class JukeboxImportError(ConvertError):
     """Import arguments that cannot work; the message says what to pass instead."""
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _shapes(state: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
