@@ -49,6 +49,8 @@ MANIFEST_NAME = "jukelite.json"
 DEMO_NAME = "demo"
 #: Sampling temperature of a level whose bundle records none (Jukebox samples at 0.99).
 DEFAULT_TEMPERATURE = 0.99
+#: Decoding steps per window of a parallel prior whose bundle records none.
+DEFAULT_STEPS = 12
 
 
 class BundleError(ValueError):
@@ -220,7 +222,8 @@ def _stale_priors(manifest: dict[str, Any]) -> dict[int, str]:
     stale = {}
     for level, entry in sorted(manifest.get("priors", {}).items(), key=lambda kv: int(kv[0])):
         provenance = entry.get("provenance") or {}
-        run_dir = (provenance.get("recipe") or {}).get("output", {}).get("dir")
+        source = provenance.get("recipe")  # the recipe itself, or the path of one
+        run_dir = source.get("output", {}).get("dir") if isinstance(source, dict) else None
         recipe = f"its recipe, run dir {run_dir}" if run_dir else "its recipe"
         recorded = {int(level): provenance.get("vqvae_sha256"),
                     int(level) + 1: provenance.get("upper_vqvae_sha256")}
@@ -536,16 +539,61 @@ def check_temperature(value: float) -> float:
     return float(value)
 
 
+def _sampling_defaults(
+    manifest: dict[str, Any], source: Path, temperature: dict[int, float] | None,
+    steps: dict[int, int] | None, guidance: dict[int, float] | None,
+) -> dict[str, Any]:
+    """The manifest's "sampling" section with the given per-level defaults checked and set."""
+    configs = {int(level): PriorConfig.from_dict(entry["config"])
+               for level, entry in manifest["priors"].items()}
+    checks: dict[str, tuple[Any, Callable[[int, Any], str | None]]] = {
+        "temperature": (temperature, lambda level, value: _problem(check_temperature, value)),
+        "steps": (steps, lambda level, value: (
+            f"steps must be an integer >= 1, got {value!r}"
+            if not isinstance(value, int) or value < 1 else None if configs[level].parallel
+            else "steps are for parallel priors; this one decodes autoregressively")),
+        "guidance": (guidance, lambda level, value: (
+            f"guidance must be a finite number >= 0, got {value!r}"
+            if not math.isfinite(value) or value < 0 else None if configs[level].guidance
+            else "guidance needs a prior trained with train.cond_dropout > 0; this one was not")),
+    }
+    sampling = dict(manifest.get("sampling", {}))
+    for key, (values, problem_of) in checks.items():
+        if not values:
+            continue
+        unknown = sorted(set(values) - set(configs))
+        if unknown:
+            raise BundleError(f"{key} given for level(s) {unknown}, but {source} has priors for "
+                              f"levels {sorted(configs)}")
+        for level, value in values.items():
+            problem = problem_of(level, value)
+            if problem:
+                raise BundleError(f"level {level}: {problem}")
+        cast = int if key == "steps" else float
+        sampling[key] = {str(k): cast(v) for k, v in sorted(values.items())}
+    return sampling
+
+
+def _problem(check: Callable[[Any], Any], value: Any) -> str | None:
+    try:
+        check(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def pack_bundle(
     source: str | Path, target: str | Path, dtype: str = "float16",
     notes: dict[str, Any] | None = None, temperature: dict[int, float] | None = None,
+    steps: dict[int, int] | None = None, guidance: dict[int, float] | None = None,
 ) -> dict[str, Any]:
     """Copy a bundle with its weights stored as `dtype` (half the size in float16; loading casts
     back to float32), recording the packing and `notes` under "packed" in `jukelite.json`.
 
-    `temperature` {level: T} becomes the bundle's default sampling temperature of those levels
-    (under "sampling"; the others keep the library default): a small model's finest level often
-    sounds cleaner sampled cooler, and the bundle is where that knowledge belongs.
+    `temperature`, `steps` (parallel priors) and `guidance` (priors trained with cond_dropout),
+    each {level: value}, become the bundle's sampling defaults of those levels (under
+    "sampling"; the others keep the library defaults): how a model sounds best is knowledge
+    that belongs with the model. Requests still override them.
 
     The target is written in a temporary directory and renamed into place, so it is either
     complete or absent. Source files are checked (size, sha256, finite values) first, so a
@@ -555,19 +603,9 @@ def pack_bundle(
         raise BundleError(f"pack dtype must be one of {sorted(PACK_DTYPES)}, got {dtype!r}")
     source, target = Path(source), Path(target)
     manifest = read_manifest(source)
-    if temperature:
-        levels = sorted(int(level) for level in manifest["priors"])
-        unknown = sorted(set(temperature) - set(levels))
-        if unknown:
-            raise BundleError(f"temperature given for level(s) {unknown}, but {source} has "
-                              f"priors for levels {levels}")
-        for level, value in temperature.items():
-            try:
-                check_temperature(value)
-            except ValueError as exc:
-                raise BundleError(f"level {level}: {exc}") from None
-        manifest["sampling"] = {"temperature": {str(k): float(v)
-                                                for k, v in sorted(temperature.items())}}
+    sampling = _sampling_defaults(manifest, source, temperature, steps, guidance)
+    if sampling:
+        manifest["sampling"] = sampling
     if target.exists():
         raise BundleError(f"{target} already exists: remove it or choose another target")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -715,6 +753,19 @@ class Bundle:
         recorded = self.manifest.get("sampling", {}).get("temperature", {})
         return {level: float(recorded.get(str(level), DEFAULT_TEMPERATURE))
                 for level in self.levels}
+
+    @cached_property
+    def default_steps(self) -> dict[int, int]:
+        """Per parallel prior: decoding steps per window (`jukelite pack --steps`, else 12)."""
+        recorded = self.manifest.get("sampling", {}).get("steps", {})
+        return {level: int(recorded.get(str(level), DEFAULT_STEPS))
+                for level, config in self.prior_configs.items() if config.parallel}
+
+    @cached_property
+    def default_guidance(self) -> dict[int, float]:
+        """Per level with a recorded default (`jukelite pack --guidance`): its guidance scale."""
+        recorded = self.manifest.get("sampling", {}).get("guidance", {})
+        return {int(level): float(value) for level, value in recorded.items()}
 
     @cached_property
     def sha256(self) -> str:

@@ -76,11 +76,12 @@ def _make_bundle(
 
 
 def _make_complete_bundle(path: Path, lyrics: str = "none", seed: int = 0,
-                          guidance: bool = False) -> Path:
+                          guidance: bool = False, parallel: bool = False) -> Path:
     """A bundle that can sample, in milliseconds: the tiny two-level VQ-VAE (8 kHz, hops 4
     and 8), a labelled top prior with timing on level 1 (with a lyrics encoder when
     `lyrics="encoder"`) and an upsampler on level 0 (x2 from level 1); artists Ada and Bo,
-    genres rock and folk. `guidance` gives both priors (random) null conditioning."""
+    genres rock and folk. `guidance` gives both priors (random) null conditioning; `parallel`
+    makes the upsampler a parallel (masked) decoder."""
     _make_bundle(path, seed=seed)
     vocabulary = LabelVocabulary.from_entries(
         [ManifestEntry(path=Path("a.wav"), artist="Ada", genres=["rock"]),
@@ -98,7 +99,9 @@ def _make_complete_bundle(path: Path, lyrics: str = "none", seed: int = 0,
                                      max_duration=10.0, **{**shared, **lyric_settings}))
         upsampler = LevelPrior(PriorConfig(level=0, upsampler=True, cond_down_t=1,
                                            cond_stride=2, cond_width=8, cond_depth=1,
-                                           cond_dilation_cycle=1, **shared))
+                                           cond_dilation_cycle=1,
+                                           decoding="parallel" if parallel else "autoregressive",
+                                           **shared))
         for prior in (top, upsampler) if guidance else ():  # conditioning that matters:
             for parameter in prior.parameters():  # nothing zero-initialised, a distinct null
                 parameter.data.add_(torch.randn_like(parameter) * 0.1)
@@ -141,7 +144,8 @@ def tiny_level():
 
 @pytest.fixture
 def make_complete_bundle():
-    """`make_complete_bundle(path, lyrics="none" | "encoder", seed=0, guidance=False)`."""
+    """`make_complete_bundle(path, lyrics="none" | "encoder", seed=0, guidance=False,
+    parallel=False)`."""
     return _make_complete_bundle
 
 

@@ -25,12 +25,16 @@ from jukelite.vqvae.model import LevelVQVAE
 
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
 TINY_PRIOR_RECIPES = ("prior_top.yaml", "prior_mid.yaml", "prior_bottom.yaml")
+TINY_PARALLEL_PRIOR_RECIPES = ("prior_top.yaml", "prior_mid_parallel.yaml",
+                               "prior_bottom_parallel.yaml")
 
 
-def tiny_recipes() -> tuple[Path, list[Path]]:
-    """The tiny VQ-VAE recipe and the tiny prior recipes shipped in the repository."""
+def tiny_recipes(parallel: bool = False) -> tuple[Path, list[Path]]:
+    """The tiny VQ-VAE recipe and the tiny prior recipes shipped in the repository (with
+    `parallel`, the upsamplers' parallel twins)."""
     tiny = RECIPES_DIR / "tiny"
-    paths = [tiny / "vqvae.yaml", *(tiny / name for name in TINY_PRIOR_RECIPES)]
+    names = TINY_PARALLEL_PRIOR_RECIPES if parallel else TINY_PRIOR_RECIPES
+    paths = [tiny / "vqvae.yaml", *(tiny / name for name in names)]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise FileNotFoundError(

@@ -35,6 +35,13 @@ def add_bundle_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--temperature", metavar="L=T,...",
                    help="the bundle's default sampling temperature per level, e.g. 0=0.7 "
                    "(other levels: 0.99; `jukelite sample --temperature` still overrides)")
+    p.add_argument("--steps", metavar="L=N,...",
+                   help="the bundle's default decoding steps per parallel level, e.g. 0=8,1=12 "
+                   "(other levels: 12; `jukelite sample --steps` still overrides)")
+    p.add_argument("--guidance", metavar="L=S,...",
+                   help="the bundle's default guidance scale per level trained with "
+                   "cond_dropout, e.g. 2=2 (other levels: 1; `jukelite sample --guidance` "
+                   "still overrides)")
     add_verbosity(p)
     p.set_defaults(func=cmd_pack)
 
@@ -56,7 +63,7 @@ def _names(names: list[str], limit: int = 40) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from jukelite.bundle import DEFAULT_TEMPERATURE, demo_bundle_path, describe
+    from jukelite.bundle import DEFAULT_STEPS, DEFAULT_TEMPERATURE, demo_bundle_path, describe
 
     if args.verify:
         return _verify(args.bundle or demo_bundle_path(), args.json)
@@ -93,15 +100,20 @@ def cmd_info(args: argparse.Namespace) -> int:
     if info["lyric_characters"]:
         print(f"lyric characters ({len(info['lyric_characters'])}): "
               f"{info['lyric_characters']!r}")
-    recommended = info["sampling"].get("temperature")
-    if recommended:
-        shown = ", ".join(f"level {k} {v}" for k, v in sorted(recommended.items()))
-        print(f"default sampling temperature: {shown} (other levels {DEFAULT_TEMPERATURE})")
+    for key, name, others in (("temperature", "sampling temperature", DEFAULT_TEMPERATURE),
+                              ("steps", "decoding steps (parallel levels)", DEFAULT_STEPS),
+                              ("guidance", "guidance scale", 1)):
+        recommended = info["sampling"].get(key)
+        if recommended:
+            shown = ", ".join(f"level {k} {v}" for k, v in sorted(recommended.items()))
+            print(f"default {name}: {shown} (other levels {others})")
     licenses = set()
     for level, prior in sorted(priors.items()):
-        bits = prior.get("metrics", {}).get("music_bits_per_token")
-        provenance = prior.get("provenance", {})
+        metrics, provenance = prior.get("metrics", {}), prior.get("provenance", {})
+        parallel = prior.get("config", {}).get("decoding") == "parallel"
+        bits = metrics.get("masked_bits_per_code" if parallel else "music_bits_per_token")
         shown = "-" if bits is None else f"{bits:.3f}"
+        unit = "bits per hidden code, parallel decoding" if parallel else "bits per token"
         if provenance.get("imported_from"):
             licenses.add(provenance.get("license"))
             print(f"prior level {level}: {prior['parameters']:,} parameters, "
@@ -109,7 +121,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             continue
         print(f"prior level {level}: {prior['parameters']:,} parameters, "
               f"{provenance.get('steps')} steps{_training_time(provenance)}, "
-              f"validation {shown} bits per token")
+              f"validation {shown} {unit}")
     for level, prov in info["provenance"].items():
         versions = prov.get("versions", {})
         if prov.get("imported_from"):
@@ -165,7 +177,7 @@ def _imported(provenance: dict) -> str:
 
 def cmd_pack(args: argparse.Namespace) -> int:
     from jukelite.bundle import pack_bundle
-    from jukelite.cli.sample import parse_temperature
+    from jukelite.cli.sample import parse_guidance, parse_steps, parse_temperature
     from jukelite.fileio import check_output_dir
 
     notes = {}
@@ -175,10 +187,15 @@ def cmd_pack(args: argparse.Namespace) -> int:
             raise UsageError(f"--note expects KEY=VALUE, got {note!r}")
         notes[key] = value
     check_output_dir(args.target, "target")
-    temperature = parse_temperature(args.temperature) if args.temperature else None
-    if isinstance(temperature, float):
-        raise UsageError(f"--temperature for pack takes LEVEL=T pairs, got {args.temperature!r}")
-    manifest = pack_bundle(args.source, args.target, args.dtype, notes, temperature)
+    defaults = {}
+    for flag, text, parse in (("temperature", args.temperature, parse_temperature),
+                              ("steps", args.steps, parse_steps),
+                              ("guidance", args.guidance, parse_guidance)):
+        value = parse(text) if text else None
+        if value is not None and not isinstance(value, dict):
+            raise UsageError(f"--{flag} for pack takes LEVEL=VALUE pairs, got {text!r}")
+        defaults[flag] = value
+    manifest = pack_bundle(args.source, args.target, args.dtype, notes, **defaults)
     size = sum(p.stat().st_size for p in Path(args.target).glob("*.safetensors"))
     levels = f"{len(manifest['vqvae'])} VQ-VAE levels, {len(manifest['priors'])} priors"
     print(f"wrote {args.target}: {levels}, {size / 1e6:.1f} MB of {args.dtype} weights")

@@ -61,8 +61,13 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
                    "(default: the model's own, shown by `jukelite info`, else 0.99)")
     p.add_argument("--guidance", default=None, metavar="S | L=S,...",
                    help="classifier-free guidance scale, one value or per level (1 = none, the "
-                   "default; 0 = unconditioned; 2-4 push towards the artist, genre and lyrics); "
-                   "priors trained with train.cond_dropout only")
+                   "usual default; 0 = unconditioned; 2-4 push towards the artist, genre and "
+                   "lyrics); "
+                   "priors trained with train.cond_dropout only; default: the model's own)")
+    p.add_argument("--steps", default=None, metavar="N | L=N,...",
+                   help="decoding steps per window of parallel upsamplers, one value or per "
+                   "level, e.g. 0=8,1=12 (fewer: faster, coarser; default: the model's own, "
+                   "shown by `jukelite info`)")
     p.add_argument("--top-k", type=int, default=0, help="keep the k most likely codes (0 = off)")
     p.add_argument("--top-p", type=float, default=0.0, help="nucleus sampling mass (0 = off)")
     p.add_argument("--levels", metavar="top|all|L",
@@ -123,6 +128,15 @@ def parse_guidance(text: str) -> float | dict[int, float]:
                       "a guidance scale must be a finite number >= 0")
 
 
+def parse_steps(text: str) -> int | dict[int, int]:
+    """`8` -> 8; `0=8,1=12` -> {0: 8, 1: 12}; whole numbers >= 1."""
+    parsed = _per_level(text, "--steps", "0=8,1=12", lambda v: v >= 1 and float(v).is_integer(),
+                        "decoding steps must be a whole number >= 1")
+    if isinstance(parsed, dict):
+        return {level: int(value) for level, value in parsed.items()}
+    return int(parsed)
+
+
 class LevelBars:
     """One tqdm bar per level, opened when that level starts: codes/s and ETA."""
 
@@ -155,6 +169,7 @@ def _check_combinations(args: argparse.Namespace) -> None:
             ("--artist", args.artist), ("--genre", args.genre), ("--lyrics", args.lyrics),
             ("--lyrics-file", args.lyrics_file), ("--seconds", args.seconds),
             ("--total-seconds", args.total_seconds), ("--guidance", args.guidance),
+            ("--steps", args.steps),
             ("--prime", args.prime), ("--upsample", args.upsample), ("-o", args.output),
         ) if value is not None]
         if given:
@@ -271,6 +286,7 @@ def _start(jb, args: argparse.Namespace, temperature, bars: LevelBars):
         levels=args.levels or "all", max_batch_size=args.max_batch_size, output_dir=args.output,
         overwrite=args.overwrite, progress=bars, total_seconds=args.total_seconds,
         guidance=None if args.guidance is None else parse_guidance(args.guidance),
+        steps=None if args.steps is None else parse_steps(args.steps),
     )
     lyrics = read_lyrics(args)
     if args.upsample:

@@ -15,9 +15,10 @@ import torch
 from torch import Tensor
 
 from jukelite.inference.options import SamplingSettings
-from jukelite.inference.schedule import WindowSchedule, batch_chunks, window_generator
+from jukelite.inference.parallel import DEFAULT_STEPS, sample_window_parallel
+from jukelite.inference.schedule import Window, WindowSchedule, batch_chunks, window_generator
 from jukelite.inference.window import sample_window
-from jukelite.prior.model import LevelPrior, SongConditions
+from jukelite.prior.model import Conditioning, LevelPrior, SongConditions
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class LevelJob:
     max_batch_size: int | None = None  # samples drawn at once (None: all)
     step: str = "cached"  # the one-token step (`window.step_function`)
     guidance: float = 1.0  # classifier-free guidance scale (1: plain conditional sampling)
+    steps: int = DEFAULT_STEPS  # decoding steps per window of a parallel prior
 
 
 @torch.no_grad()
@@ -56,6 +58,11 @@ def sample_level(
             count = rows.stop - rows.start
             upper = None if job.upper is None else job.upper[rows]
             inputs = prior.window_inputs(job.song, job.hop_length, window.start, count, upper)
+            generator = window_generator(job.seed, config.level, window.index, chunk)
+            if config.parallel:
+                pieces.append(_parallel_window(job, window, codes[rows], inputs.cond, upper,
+                                               generator, on_tokens, count))
+                continue
             known = codes[rows, window.start :] + shift
             prefix = torch.cat([inputs.prefix, known], dim=1)
             uncond = None
@@ -65,7 +72,7 @@ def sample_level(
                 uncond = (null.cond, torch.cat([null.prefix, known], dim=1))
             tokens = sample_window(
                 prior, inputs.cond, prefix, job.settings,
-                window_generator(job.seed, config.level, window.index, chunk),
+                generator,
                 on_token=None if on_tokens is None else lambda _, k=count: on_tokens(k),
                 length=offset + window.end - window.start, step=job.step,
                 guidance=job.guidance, uncond=uncond,
@@ -73,3 +80,19 @@ def sample_level(
             pieces.append(tokens[:, offset + codes.shape[1] - window.start :] - shift)
         codes = torch.cat([codes, torch.cat(pieces).to(codes.device)], dim=1)
         yield codes
+
+
+def _parallel_window(job: LevelJob, window: Window, codes: Tensor, cond: Conditioning,
+                     upper: Tensor | None, generator: torch.Generator,
+                     on_tokens: Callable[[int], None] | None, count: int) -> Tensor:
+    """The new codes of one window of a parallel prior, after the `codes` [n, t] already there."""
+    uncond = None
+    if job.guidance != 1.0:
+        uncond = job.prior.window_inputs(job.song, job.hop_length, window.start, count, upper,
+                                         null=True).cond
+    known = codes[:, window.start :]
+    tokens = sample_window_parallel(
+        job.prior, cond, known, job.steps, job.settings, generator,
+        length=window.end - window.start, guidance=job.guidance, uncond=uncond,
+        on_step=None if on_tokens is None else lambda revealed: on_tokens(revealed * count))
+    return tokens[:, known.shape[1] :]

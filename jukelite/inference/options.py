@@ -130,7 +130,8 @@ class SamplingOptions:
     `alignment`: also read the lyric timings off the top prior's attention. `guidance`:
     classifier-free guidance scale, one value or {level: scale} (None or 1: none; 0: the
     unconditioned model; above 1: pushed towards the artist, genre and lyrics), for priors
-    trained with train.cond_dropout.
+    trained with train.cond_dropout; None: the bundle's defaults. `steps`: decoding steps per
+    window of parallel priors, one value or {level: steps} (None: the bundle's defaults).
     """
 
     seed: int = 0
@@ -141,6 +142,7 @@ class SamplingOptions:
     max_batch_size: int | None = None
     alignment: bool = False
     guidance: float | Mapping[int, float] | None = None
+    steps: int | Mapping[int, int] | None = None
 
     def __post_init__(self) -> None:
         """Types and ranges now, so a bad value fails before a model is loaded or sampled; the
@@ -168,6 +170,12 @@ class SamplingOptions:
             if level is not None:
                 check_int("guidance level", level, minimum=0)
             check_guidance(value, "guidance" if level is None else f"guidance of level {level}")
+        steps = self.steps.items() if isinstance(self.steps, Mapping) else (
+            [] if self.steps is None else [(None, self.steps)])
+        for level, value in steps:
+            if level is not None:
+                check_int("steps level", level, minimum=0)
+            check_int("steps" if level is None else f"steps of level {level}", value, minimum=1)
 
     @classmethod
     def names(cls) -> list[str]:

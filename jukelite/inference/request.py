@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from jukelite.bundle import Bundle, BundleError
+from jukelite.bundle import DEFAULT_STEPS, Bundle, BundleError
 from jukelite.data.labels import UnknownLabelError
 from jukelite.inference.options import (
     SamplingOptions,
@@ -48,6 +48,7 @@ class SampleRequest(StrictConfig):
     seed: int = 0
     temperature: dict[str, float] = field(default_factory=dict)  # level -> T
     guidance: dict[str, float] = field(default_factory=dict)  # level -> scale (absent: 1)
+    steps: dict[str, int] = field(default_factory=dict)  # parallel level -> decoding steps
     top_k: int = 0
     top_p: float = 0.0
     lowest_level: int = 0  # sample down to this level and render it
@@ -70,6 +71,10 @@ class SampleRequest(StrictConfig):
     def guidance_scale(self, level: int) -> float:
         """Classifier-free guidance of this level (1: none)."""
         return float(self.guidance.get(str(level), 1.0))
+
+    def decoding_steps(self, level: int) -> int:
+        """Decoding steps per window of this level, if its prior is parallel."""
+        return int(self.steps.get(str(level), DEFAULT_STEPS))
 
     def sampled_levels(self, bundle: Bundle) -> list[int]:
         """The levels this request samples or keeps, finest first."""
@@ -157,10 +162,10 @@ def lowest_level(bundle: Bundle, levels: str | int) -> int:
 
 
 def _guidance(bundle: Bundle, guidance: Any, sampled: list[int]) -> dict[int, float]:
-    """The guidance scale of each sampled level that has one other than 1; every such prior
-    must have been trained for it (learned null conditioning)."""
+    """The guidance scale of each sampled level that has one other than 1 (None: the bundle's
+    defaults); every such prior must have been trained for it (learned null conditioning)."""
     if guidance is None:
-        return {}
+        guidance = bundle.default_guidance
     if isinstance(guidance, dict):
         unknown = sorted(set(guidance) - set(bundle.levels))
         if unknown:
@@ -177,6 +182,23 @@ def _guidance(bundle: Bundle, guidance: Any, sampled: list[int]) -> dict[int, fl
                          "leave them at guidance 1 (per level: --guidance LEVEL=SCALE for the "
                          "levels that were)")
     return scales
+
+
+def _steps(bundle: Bundle, steps: Any, sampled: list[int]) -> dict[int, int]:
+    """Decoding steps of each sampled parallel level: the request's, else the bundle's."""
+    parallel = bundle.default_steps
+    if steps is not None and not parallel:
+        raise ValueError("steps are for parallel priors (model.decoding: parallel); every prior "
+                         "of this bundle decodes autoregressively")
+    if isinstance(steps, dict):
+        wrong = sorted(set(steps) - set(parallel))
+        if wrong:
+            raise ValueError(f"steps given for level(s) {wrong}; the parallel levels are "
+                             f"{sorted(parallel)}")
+        chosen = {**parallel, **steps}
+    else:
+        chosen = parallel if steps is None else dict.fromkeys(parallel, int(steps))
+    return {level: n for level, n in chosen.items() if level in sampled}
 
 
 def _temperatures(bundle: Bundle, temperature: Any) -> dict[int, float]:
@@ -245,6 +267,7 @@ def new_request(
     for t in per_level.values():
         SamplingSettings(t, options.top_k, options.top_p)  # validates
     guidance = _guidance(bundle, options.guidance, sampled)
+    steps = _steps(bundle, options.steps, sampled)
     if lyrics and not any(c.lyrics != "none" for c in bundle.prior_configs.values()):
         warnings.warn("this model is not conditioned on lyrics: they are ignored",
                       LyricsWarning, stacklevel=3)
@@ -261,6 +284,7 @@ def new_request(
         song_samples=song_samples or 0, n_samples=n_samples, seed=options.seed,
         temperature={str(level): t for level, t in per_level.items()},
         guidance={str(level): g for level, g in guidance.items()},
+        steps={str(level): n for level, n in steps.items()},
         top_k=options.top_k, top_p=options.top_p, lowest_level=lowest,
         max_batch_size=options.max_batch_size, alignment=options.alignment,
     )

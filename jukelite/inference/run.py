@@ -158,7 +158,7 @@ class Sampler:
         return LevelJob(
             prior, song, bundle.hop_lengths[level], schedule, request.settings(level),
             request.seed, upper, request.max_batch_size, self.step,
-            request.guidance_scale(level),
+            request.guidance_scale(level), request.decoding_steps(level),
         )
 
     def decode(self, codes: Tensor, level: int) -> Tensor:

@@ -200,6 +200,9 @@ def score_song(
     if config is None:
         raise BundleError(f"{bundle.path} has no prior for level {level} (priors: "
                           f"{sorted(bundle.prior_configs)}): nothing to score with")
+    if config.parallel:
+        raise ValueError(f"the level {level} prior decodes in parallel (masked codes): it has no "
+                         "per-code log-probabilities in order; score an autoregressive level")
     hop = bundle.hop_lengths[level]
     _check_inputs(config, codes, hop, offset, upper)  # before the prior is loaded
     tokens = codes.shape[1]

@@ -138,18 +138,19 @@ def _attend_from(q: Tensor, k: Tensor, v: Tensor, q_start: int) -> Tensor:
 # The training-path views; all take and return [N, T, H, d].
 
 
-def _row(q: Tensor, k: Tensor, v: Tensor, block_ctx: int) -> Tensor:
-    """Fold rows into the batch: causal attention inside each row."""
+def _row(q: Tensor, k: Tensor, v: Tensor, block_ctx: int, causal: bool = True) -> Tensor:
+    """Fold rows into the batch: attention inside each row (causal, or the whole row)."""
     n, t, h, d = q.shape
 
     def fold(x: Tensor) -> Tensor:
         return x.reshape(n * (t // block_ctx), block_ctx, h, d)
 
-    return _attend(fold(q), fold(k), fold(v), causal=True).reshape(n, t, h, d)
+    return _attend(fold(q), fold(k), fold(v), causal=causal).reshape(n, t, h, d)
 
 
-def _column(q: Tensor, k: Tensor, v: Tensor, block_ctx: int) -> Tensor:
-    """Transpose the grid and fold columns into the batch: causal attention down each column."""
+def _column(q: Tensor, k: Tensor, v: Tensor, block_ctx: int, causal: bool = True) -> Tensor:
+    """Transpose the grid and fold columns into the batch: attention down each column (causal,
+    or the whole column)."""
     n, t, h, d = q.shape
     rows = t // block_ctx
 
@@ -157,7 +158,7 @@ def _column(q: Tensor, k: Tensor, v: Tensor, block_ctx: int) -> Tensor:
         x = x.reshape(n, rows, block_ctx, h, d).transpose(1, 2)
         return x.reshape(n * block_ctx, rows, h, d)
 
-    out = _attend(fold(q), fold(k), fold(v), causal=True)
+    out = _attend(fold(q), fold(k), fold(v), causal=causal)
     return out.reshape(n, block_ctx, rows, h, d).transpose(1, 2).reshape(n, t, h, d)
 
 
@@ -220,9 +221,15 @@ class SparseAttention(nn.Module):
         prime_len: int | None = None,
         zero_out: bool = False,
         init_scale: float = 1.0,
+        causal: bool = True,
     ) -> None:
         super().__init__()
         attn_type = AttnType(attn_type)
+        if not causal and attn_type == AttnType.PRIME:
+            raise ValueError("PRIME attention (a lyric prefix) has no bidirectional form")
+        # causal=False (parallel decoders): dense, row and column attention see the whole
+        # sequence, row or column; previous-row attention is unmasked either way
+        self.causal = causal
         if attn_type in (AttnType.SUMMARY, AttnType.SUMMARY_SPREAD):
             raise NotImplementedError(f"{attn_type.name} attention is unused by released models")
         if n_state % heads:
@@ -272,7 +279,7 @@ class SparseAttention(nn.Module):
 
     def forward(self, x: Tensor, encoder_kv: Tensor | None = None) -> Tensor:
         """Full-sequence (training) pass. Grid types need T a multiple of block_ctx, <= n_ctx;
-        since every type is causal, a prefix gives the same outputs as the full sequence."""
+        when causal, a prefix gives the same outputs as the full sequence."""
         n, t, _ = x.shape
         kind = self.attn_type
         if kind == AttnType.ENC_DEC:
@@ -286,11 +293,11 @@ class SparseAttention(nn.Module):
             )
         q, k, v = self._qkv(x)
         if kind == AttnType.DENSE:
-            out = _attend(q, k, v, causal=True)
+            out = _attend(q, k, v, causal=self.causal)
         elif kind == AttnType.ROW:
-            out = _row(q, k, v, self.block_ctx)
+            out = _row(q, k, v, self.block_ctx, self.causal)
         elif kind == AttnType.COLUMN:
-            out = _column(q, k, v, self.block_ctx)
+            out = _column(q, k, v, self.block_ctx, self.causal)
         elif kind == AttnType.PREV_ROW:
             out = _prev_row(q, k, v, self.block_ctx)
         else:  # PRIME: keys truncated to the lyric prefix, top-left causal
@@ -305,6 +312,9 @@ class SparseAttention(nn.Module):
         self, batch: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
     ) -> KVCache:
         """Preallocate this layer's KV cache (sizes in `KVCache`); one cache per sampling window."""
+        if not self.causal:
+            raise ValueError("a bidirectional attention layer has no KV cache: a parallel "
+                             "decoder predicts every position of a window at once")
         device = self.c_attn.weight.device if device is None else device
         dtype = self.c_attn.weight.dtype if dtype is None else dtype
         slots = {

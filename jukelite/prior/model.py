@@ -30,9 +30,11 @@ from jukelite.data.labels import TimingRange, label_vector
 from jukelite.data.lyrics import lyric_window
 from jukelite.prior.attention import AttnType, KVCache, SparseAttention, attention_schedule
 from jukelite.prior.conditioning import LabelConditioner, UpsamplerConditioner
+from jukelite.prior.masking import draw_training_mask
 from jukelite.strict_config import StrictConfig
 
 LYRICS_MODES = ("none", "encoder", "single")
+DECODINGS = ("autoregressive", "parallel")
 
 
 @dataclass
@@ -94,6 +96,10 @@ class PriorConfig(StrictConfig):
     # classifier-free guidance: learned "no artist/genre" and "no lyrics" conditioning that
     # training swaps in at rate train.cond_dropout (set automatically when that is > 0)
     guidance: bool = False
+    # autoregressive: Jukebox's next-token prediction; parallel (upsamplers only): every code of
+    # a window predicted at once from bidirectional context, trained on masked codes and sampled
+    # by revealing the most confident ones over a few steps (jukelite.prior.masking)
+    decoding: str = "autoregressive"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -103,6 +109,15 @@ class PriorConfig(StrictConfig):
             raise ValueError(
                 f"PriorConfig.lyrics must be one of {LYRICS_MODES}, got {self.lyrics!r}"
             )
+        if self.decoding not in DECODINGS:
+            raise ValueError(
+                f"PriorConfig.decoding must be one of {DECODINGS}, got {self.decoding!r}")
+        if self.parallel and not self.upsampler:
+            raise ValueError("PriorConfig.decoding=parallel is for upsamplers (upsampler=true): "
+                             "the top prior writes a song from nothing and stays autoregressive")
+        if self.parallel and self.lyrics == "single":
+            raise ValueError("PriorConfig.decoding=parallel cannot read a lyric prefix "
+                             "(lyrics=single); use lyrics=encoder or none")
         if self.labels_everywhere and not self.labels:
             raise ValueError("PriorConfig.labels_everywhere needs labels=true")
         if self.lyrics != "none" and self.n_tokens < 1:
@@ -138,9 +153,20 @@ class PriorConfig(StrictConfig):
         return self.n_ctx + (self.n_tokens if self.lyrics == "single" else 0)
 
     @property
+    def parallel(self) -> bool:
+        return self.decoding == "parallel"
+
+    @property
     def vocab(self) -> int:
-        """Output vocabulary: music codes, shifted past the lyric characters in `single` mode."""
-        return self.bins + (self.n_vocab if self.lyrics == "single" else 0)
+        """Token vocabulary: music codes, shifted past the lyric characters in `single` mode;
+        a parallel decoder adds one id, `mask_id`, for a hidden code."""
+        extra = self.n_vocab if self.lyrics == "single" else int(self.parallel)
+        return self.bins + extra
+
+    @property
+    def mask_id(self) -> int:
+        """The id of a hidden code (parallel decoding)."""
+        return self.bins
 
     @property
     def timing_range(self) -> TimingRange:
@@ -211,6 +237,7 @@ class Transformer(nn.Module):
         encoder_width: int | None = None,
         prime_len: int | None = None,
         checkpoint_activations: bool = False,
+        causal: bool = True,
     ) -> None:
         super().__init__()
         self.checkpoint_activations = checkpoint_activations
@@ -229,6 +256,7 @@ class Transformer(nn.Module):
                     prime_len,
                     zero_out=kind == AttnType.ENC_DEC,
                     init_scale=init_scale,
+                    causal=causal,
                 ),
                 width,
                 m_mlp,
@@ -356,7 +384,8 @@ class WindowInputs(NamedTuple):
 class PriorOutput(NamedTuple):
     logits: Tensor  # [N, seq_len, vocab]
     loss: Tensor  # bits per token, weighted as Jukebox weights music and lyrics
-    metrics: dict[str, Tensor]  # detached: music_bits_per_token, lyrics_bits_per_token
+    metrics: dict[str, Tensor]  # detached: music_bits_per_token, lyrics_bits_per_token, or
+    # masked_bits_per_code (parallel decoding)
 
 
 class LevelPrior(nn.Module):
@@ -415,6 +444,7 @@ class LevelPrior(nn.Module):
             encoder_width=c.width,
             prime_len=c.n_tokens if c.lyrics == "single" else None,
             checkpoint_activations=c.checkpoint_activations,
+            causal=not c.parallel,
         )
         if c.guidance:
             self.null_start = nn.Parameter(torch.randn(1, 1, c.width) * 0.01 * c.init_scale)
@@ -463,7 +493,7 @@ class LevelPrior(nn.Module):
                     f", got {got}"
                 )
             x_cond = self.conditioner(upper)
-        if c.labels and c.labels_everywhere:
+        if c.parallel or c.labels and c.labels_everywhere:  # parallel: no first position
             everywhere = start.expand(-1, c.n_ctx, -1)
             x_cond = everywhere if x_cond is None else x_cond + everywhere
         encoder_kv = lyrics_logits = None
@@ -542,6 +572,29 @@ class LevelPrior(nn.Module):
         h = self.transformer(h, cond.encoder_kv)
         return self._head(h, cond.x_cond)
 
+    def masked_logits(self, tokens: Tensor, cond: Conditioning) -> Tensor:
+        """Parallel decoding: tokens [N, n_ctx] with `mask_id` where a code is hidden ->
+        logits [N, n_ctx, bins] of every position at once, each seeing the whole window."""
+        emb = self.embedding
+        h = emb.x_emb(tokens) + emb.pos_emb[: tokens.shape[1]]
+        if cond.x_cond is not None:
+            h = h + cond.x_cond
+        h = self.transformer(h, cond.encoder_kv)
+        return self._head(h, cond.x_cond)[..., : self.config.bins]
+
+    def _masked_forward(self, codes: Tensor, cond: Conditioning, mask: Tensor | None,
+                        ) -> PriorOutput:
+        """Loss in bits per hidden code: the known codes are given, not predicted."""
+        if mask is None:
+            mask = draw_training_mask(codes.shape[0], codes.shape[1])
+        mask = mask.to(codes.device)
+        if mask.shape != codes.shape or mask.dtype != torch.bool:
+            raise ValueError(f"mask must be bool {tuple(codes.shape)}, got {mask.dtype} "
+                             f"{tuple(mask.shape)}")
+        logits = self.masked_logits(codes.masked_fill(mask, self.config.mask_id), cond)
+        bits = F.cross_entropy(logits[mask].float(), codes[mask]) / math.log(2)
+        return PriorOutput(logits, bits, {"masked_bits_per_code": bits.detach()})
+
     def forward(
         self,
         codes: Tensor,
@@ -549,13 +602,18 @@ class LevelPrior(nn.Module):
         upper: Tensor | None = None,
         lyrics: Tensor | None = None,
         drop: Tensor | None = None,
+        mask: Tensor | None = None,
     ) -> PriorOutput:
         """codes [N, n_ctx] (+ conditioning) -> logits and the loss in bits per token. `drop`
-        (bool [N]) trains those rows without artist/genre and lyrics (see `condition`)."""
+        (bool [N]) trains those rows without artist/genre and lyrics (see `condition`).
+        A parallel decoder predicts the codes hidden by `mask` (bool [N, n_ctx], True = hidden;
+        default: drawn by `draw_training_mask` from the global random stream)."""
         c = self.config
         if codes.shape[1] != c.n_ctx:
             raise ValueError(f"expected {c.n_ctx} codes per window, got {codes.shape[1]}")
         cond = self.condition(y, upper, lyrics, drop)
+        if c.parallel:
+            return self._masked_forward(codes, cond, mask)
         seen = lyrics
         if drop is not None and c.lyrics == "single":
             seen = torch.where(drop[:, None], torch.zeros_like(lyrics), lyrics)

@@ -26,6 +26,7 @@ from jukelite.data.dataset import AudioCache, evenly_spaced, split_entries
 from jukelite.data.labels import LabelVocabulary
 from jukelite.data.lyrics import LyricsTokenizer
 from jukelite.data.manifest import read_manifest as read_song_manifest
+from jukelite.prior.masking import draw_training_mask
 from jukelite.prior.model import LevelPrior, PriorConfig
 from jukelite.recipes import PriorRecipe, recipe_to_dict
 from jukelite.train.code_cache import CodeCache
@@ -243,12 +244,18 @@ class PriorTask:
         return out.loss, out.metrics
 
     def evaluate(self, model: nn.Module, batches: Iterator[dict]) -> dict[str, float]:
-        """Validation bits per token, and per second of audio (tokens per second x bits)."""
+        """Validation bits per token, and per second of audio (tokens per second x bits). A
+        parallel decoder is scored on the same hidden codes at every evaluation."""
         prior = _unwrap(model)
         totals: dict[str, float] = {}
         count = 0
+        masks = torch.Generator().manual_seed(self.recipe.train.seed)
         for batch in batches:
-            out = prior(batch["codes"], batch.get("y"), batch.get("upper"), batch.get("lyrics"))
+            codes, mask = batch["codes"], None
+            if self.config.parallel:
+                mask = draw_training_mask(codes.shape[0], codes.shape[1], masks)
+            out = prior(codes, batch.get("y"), batch.get("upper"), batch.get("lyrics"),
+                        mask=mask)
             for key, value in {"loss": out.loss, **out.metrics}.items():
                 totals[key] = totals.get(key, 0.0) + float(value)
             count += 1

@@ -23,11 +23,13 @@ SELF_TYPES = [T.DENSE, T.ROW, T.COLUMN, T.PREV_ROW, T.PRIME]
 # The slow reference: an explicit n x n mask from the definitions of §4.1, plain softmax.
 
 
-def allowed(kind: AttnType, n: int, block_ctx: int = 1, n_prime: int = 0) -> torch.Tensor:
-    """[n, n] bool: may query p (row) read key j (column)?"""
+def allowed(kind: AttnType, n: int, block_ctx: int = 1, n_prime: int = 0,
+            causal_layer: bool = True) -> torch.Tensor:
+    """[n, n] bool: may query p (row) read key j (column)? A bidirectional layer
+    (`causal_layer` False, parallel decoders) drops the j <= p condition."""
     p = torch.arange(n)[:, None]
     j = torch.arange(n)[None, :]
-    causal = j <= p
+    causal = j <= p if causal_layer else torch.ones(n, n, dtype=torch.bool)
     if kind == T.DENSE:
         return causal
     if kind == T.ROW:
@@ -53,7 +55,8 @@ def reference(layer: SparseAttention, x: torch.Tensor, enc: torch.Tensor | None 
         mask = torch.ones(t, enc.shape[1], dtype=torch.bool)
     else:
         q, k, v = (x @ wa.T + ba).split(layer.n_state, -1)
-        mask = allowed(layer.attn_type, t, layer.block_ctx or 1, layer.prime_keys or 0)
+        mask = allowed(layer.attn_type, t, layer.block_ctx or 1, layer.prime_keys or 0,
+                       layer.causal)
 
     def heads(z: torch.Tensor) -> torch.Tensor:
         return z.reshape(n, -1, h, d).permute(0, 2, 1, 3)
@@ -65,7 +68,8 @@ def reference(layer: SparseAttention, x: torch.Tensor, enc: torch.Tensor | None 
     return out @ layer.c_proj.weight.T + layer.c_proj.bias
 
 
-def make(kind, n_ctx, blocks, heads=2, n_state=10, width=16, prime_len=None, enc_width=None):
+def make(kind, n_ctx, blocks, heads=2, n_state=10, width=16, prime_len=None, enc_width=None,
+         causal=True):
     torch.manual_seed(int(kind) * 1000 + n_ctx * 10 + blocks)
     return SparseAttention(
         width,
@@ -77,6 +81,7 @@ def make(kind, n_ctx, blocks, heads=2, n_state=10, width=16, prime_len=None, enc
         encoder_width=enc_width,
         prime_len=prime_len,
         init_scale=10.0,
+        causal=causal,
     )
 
 
@@ -106,6 +111,28 @@ def test_matches_reference_forward_and_grads(kind, config):
     layer = make(kind, n_ctx, blocks, heads, n_state, prime_len=prime_len)
     x = torch.randn(2, n_ctx, 16, requires_grad=True)
     _check_close(layer(x), reference(layer, x), list(layer.parameters()), [x])
+
+
+@pytest.mark.parametrize("kind", [T.DENSE, T.ROW, T.COLUMN, T.PREV_ROW], ids=lambda k: k.name)
+@pytest.mark.parametrize("config", CONFIGS, ids=str)
+def test_bidirectional_matches_reference_forward_and_grads(kind, config):
+    n_ctx, blocks, heads, n_state, _ = config
+    layer = make(kind, n_ctx, blocks, heads, n_state, causal=False)
+    x = torch.randn(2, n_ctx, 16, requires_grad=True)
+    _check_close(layer(x), reference(layer, x), list(layer.parameters()), [x])
+    block_ctx = n_ctx // blocks  # the last key position 0 may now read, in its row or column
+    later = {T.DENSE: n_ctx - 1, T.ROW: block_ctx - 1, T.COLUMN: n_ctx - block_ctx}.get(kind, 0)
+    if later:
+        changed = x.detach().clone()
+        changed[:, later] += 1.0
+        assert not torch.allclose(layer(changed)[:, 0], layer(x)[:, 0])
+
+
+def test_bidirectional_layers_have_no_cache_and_no_prime_form():
+    with pytest.raises(ValueError, match="bidirectional attention layer has no KV cache"):
+        make(T.ROW, 8, 2, causal=False).init_cache(1)
+    with pytest.raises(ValueError, match="PRIME attention .* has no bidirectional form"):
+        make(T.PRIME, 8, 2, prime_len=3, causal=False)
 
 
 def test_enc_dec_matches_reference_any_length():
