@@ -11,12 +11,20 @@ and batch size it times
 - prefill: one chunked pass over the primed part of a window (`n_ctx - hop` tokens), the price
   every window after the first pays before its first new token.
 
-The render times `Jukebox.generate` top-down through the tiny random bundle, decode included.
+A parallel (masked) upsampler is timed instead as `parallel`: one window's new codes (all but
+its overlap with the previous window) revealed in the bundle's decoding steps. Each autoregressive
+upsampler of the tiny bundle is also timed next to a parallel twin of the same size, so the two
+decodings compare at equal model cost; every level reports its real-time factor.
+
+The render times `Jukebox.generate` top-down through the tiny random bundle and through its
+parallel twin (upsamplers of `recipes/tiny/prior_*_parallel.yaml`), decode included; with
+`--model`, the priors and the render are that bundle's, each level decoded as the bundle says.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -32,7 +40,9 @@ from torch import Tensor
 from jukelite.bench.prior import prior_config, prior_shape
 from jukelite.bench.shapes import SAMPLE_DEFAULTS, SAMPLE_SHAPES, positive_ints
 from jukelite.bench.timing import environment, median_time
+from jukelite.bundle import Bundle
 from jukelite.inference.options import SamplingSettings
+from jukelite.inference.parallel import DEFAULT_STEPS, sample_window_parallel
 from jukelite.inference.schedule import HOP_FRACTION_TOP, HOP_FRACTION_UPSAMPLER
 from jukelite.inference.window import sample_from_logits, sample_window
 from jukelite.prior.model import Conditioning, LevelPrior, SongConditions, WindowInputs
@@ -54,7 +64,13 @@ MEASURES = (
     "the timings above) of Jukebox.generate on the tiny random bundle in float32, n_samples 1; "
     "a level's seconds run from the last progress report of the level above (or the start) to "
     "its own last one, so they include loading the prior and conditioning; decode_seconds is "
-    "the rest (the VQ-VAE decoder); realtime_factor = wall_seconds / audio_seconds"
+    "the rest (the VQ-VAE decoder); realtime_factor = wall_seconds / audio_seconds. parallel "
+    "(masked upsamplers, and `parallel_twin`: a randomly initialised parallel decoder of an "
+    "autoregressive upsampler's size): median wall time of sample_window_parallel completing "
+    "one window whose overlap with the previous one (n_ctx - hop codes) is known, in `steps` "
+    "passes; codes_per_second counts the new codes of every batch item. A level's "
+    "realtime_factor = (its codes per second of audio) / codes_per_second: sampling seconds "
+    "per second of audio, per sample, window overheads aside"
 )
 
 
@@ -90,28 +106,31 @@ class PriorCase:
     source: str
 
 
-def tiny_bundle(directory: str | Path) -> Path:
-    """The tiny recipes' VQ-VAE and priors with random weights, written to `directory`."""
+def tiny_bundle(directory: str | Path, parallel: bool = False) -> Path:
+    """The tiny recipes' VQ-VAE and priors with random weights, written to `directory` (with
+    `parallel`, the upsamplers' parallel twins)."""
     from jukelite.bench.random_bundle import build_random_bundle, tiny_recipes
 
-    vqvae_recipe, prior_recipes = tiny_recipes()
+    vqvae_recipe, prior_recipes = tiny_recipes(parallel)
     return build_random_bundle(Path(directory) / "tiny", vqvae_recipe, prior_recipes)
 
 
 def prior_cases(
     name: str, args: argparse.Namespace, bundle: Path | None, device: torch.device
 ) -> Iterator[PriorCase]:
-    """The priors of shape `name`, one at a time, so only one sits on the device."""
-    if name == "tiny":
+    """The priors of shape `name`, one at a time, so only one sits on the device ("tiny" and
+    "model": every prior of `bundle`, the tiny random one or --model's)."""
+    if name in ("tiny", "model"):
         from jukelite.bundle import load_prior_level, read_manifest
 
         if bundle is None:
-            raise ValueError("the tiny shape needs the tiny random bundle")
+            raise ValueError(f"the {name} shape needs a bundle")
         levels = sorted((int(level) for level in read_manifest(bundle)["priors"]), reverse=True)
         for level in levels:
             fraction = HOP_FRACTION_TOP if level == levels[0] else HOP_FRACTION_UPSAMPLER
             prior = load_prior_level(bundle, level, device)
-            yield PriorCase(str(level), prior, fraction, f"recipes/tiny level {level}")
+            source = f"recipes/tiny level {level}" if name == "tiny" else f"{bundle} level {level}"
+            yield PriorCase(str(level), prior, fraction, source)
             del prior  # before the next level loads
         return
     sizes = prior_shape(name, argparse.Namespace(**{**vars(args), "batch": None}))
@@ -139,7 +158,7 @@ def random_window_inputs(
     def randint(high: int, size: int, low: int = 0) -> list[int]:
         return torch.randint(low, max(high, low + 1), (size,), generator=generator).tolist()
 
-    seconds = min(max(10.0, c.min_duration), c.max_duration)
+    seconds = max(c.min_duration, min(10.0, c.max_duration / 2))  # inside [min, max)
     song = SongConditions(
         total_samples=int(seconds * c.sample_rate),
         artist_id=randint(c.artist_bins, 1)[0],
@@ -241,9 +260,77 @@ def time_sampling(
     }
 
 
+@torch.no_grad()
+def time_parallel(
+    prior: LevelPrior, batch: int, steps: int, hop_fraction: float, device: torch.device,
+    repeats: int,
+) -> dict[str, Any]:
+    """Decoding time of one window of a parallel prior after its overlap with the last one."""
+    c = prior.config
+    generator = torch.Generator().manual_seed(batch)
+    cond = random_window_inputs(prior, batch, generator).cond
+    new = max(1, int(c.n_ctx * hop_fraction))
+    known = torch.randint(0, c.bins, (batch, c.n_ctx - new), generator=generator).to(device)
+    seconds = median_time(
+        partial(sample_window_parallel, prior, cond, known, steps, SETTINGS, generator),
+        device, repeats)
+    return {
+        "batch": batch,
+        "steps": steps,
+        "parallel_codes": new,
+        "parallel_seconds": seconds,
+        "parallel_codes_per_second": _rate(new, batch, seconds),
+    }
+
+
+def parallel_twin(prior: LevelPrior, device: torch.device, dtype: torch.dtype) -> LevelPrior:
+    """A randomly initialised parallel decoder of an autoregressive upsampler's size."""
+    torch.manual_seed(0)
+    config = dataclasses.replace(prior.config, decoding="parallel")
+    return LevelPrior(config).to(device=device, dtype=dtype).eval()
+
+
+def _with_realtime(timing: dict[str, Any], audio_codes_per_second: float | None) -> dict:
+    """`timing` plus its real-time factor, when the level's code rate is known."""
+    if audio_codes_per_second is None:
+        return timing
+    key = ("parallel_codes_per_second" if "parallel_codes_per_second" in timing
+           else "cached_tokens_per_second")
+    return {**timing, "realtime_factor": audio_codes_per_second / timing[key]}
+
+
+def time_level(
+    case: PriorCase, args: argparse.Namespace, batches: list[int], device: torch.device,
+    dtype: torch.dtype, steps: dict[int, int], code_rates: dict[str, float],
+) -> dict[str, Any]:
+    """Every timing of one prior: autoregressive or parallel as it decodes, and for an
+    autoregressive upsampler of the tiny bundle its parallel twin's as well."""
+    tokens, naive_tokens = int(_option(args, "tokens")), int(_option(args, "naive_tokens"))
+    prior, rate = case.prior, code_rates.get(case.level)
+    entry: dict[str, Any] = describe_prior(case)
+    entry["audio_codes_per_second"] = rate
+    if prior.config.parallel:
+        n = steps.get(prior.config.level, DEFAULT_STEPS)
+        entry["batches"] = {str(b): _with_realtime(
+            time_parallel(prior, b, n, case.hop_fraction, device, args.repeats), rate)
+            for b in batches}
+        return entry
+    compiled = bool(getattr(args, "compile", False))
+    entry["batches"] = {str(b): _with_realtime(
+        time_sampling(prior, b, tokens, naive_tokens, case.hop_fraction, device, args.repeats,
+                      compiled), rate) for b in batches}
+    if prior.config.upsampler and case.source.startswith("recipes/tiny"):
+        twin = parallel_twin(prior, device, dtype)
+        entry["parallel_twin"] = {str(b): _with_realtime(
+            time_parallel(twin, b, DEFAULT_STEPS, case.hop_fraction, device, args.repeats),
+            rate) for b in batches}
+    return entry
+
+
 def describe_prior(case: PriorCase) -> dict[str, Any]:
     c = case.prior.config
     return {
+        "decoding": c.decoding,
         "source": case.source,
         "n_ctx": c.n_ctx,
         "seq_len": c.seq_len,
@@ -268,6 +355,7 @@ def time_render(
     genre: str,
     lyrics: str = RENDER_LYRICS,
     compile: bool = False,
+    name: str = "tiny random bundle (recipes/tiny)",
 ) -> dict[str, Any]:
     """Wall time of one `generate` through every level of `bundle`, split per level.
 
@@ -300,7 +388,9 @@ def time_render(
         }
         previous = end
     return {
-        "bundle": "tiny random bundle (recipes/tiny)",
+        "bundle": name,
+        "decoding": {str(level): c.decoding
+                     for level, c in Bundle.open(bundle).prior_configs.items()},
         "artist": artist,
         "genre": genre,
         "n_samples": 1,
@@ -323,7 +413,8 @@ def bench_sample(args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device(args.device)
     dtype_name = getattr(args, "dtype", None) or "float32"
     dtype = DTYPES[dtype_name]
-    names = _shape_names(args)
+    model = getattr(args, "model", None)
+    names = ["model"] if model else _shape_names(args)
     batches = batch_list(getattr(args, "batch", None))
     tokens, naive_tokens = int(_option(args, "tokens")), int(_option(args, "naive_tokens"))
     if tokens < 1 or naive_tokens < 1:
@@ -344,29 +435,49 @@ def bench_sample(args: argparse.Namespace) -> dict[str, Any]:
         "measures": MEASURES,
         "shapes": {},
         "render": None,
+        "render_parallel": None,
     }
     with tempfile.TemporaryDirectory(prefix="jukelite-bench-") as tmp:
-        bundle = tiny_bundle(tmp) if "tiny" in names or render else None
+        bundle = Path(model) if model else (
+            tiny_bundle(tmp) if "tiny" in names or render else None)
+        info = Bundle.open(bundle) if bundle is not None else None
+        steps = info.default_steps if info is not None else {}
+        code_rates = {} if info is None else {
+            str(level): info.sample_rate / hop for level, hop in info.hop_lengths.items()}
         for name in names:
             levels: dict[str, Any] = {}
             for case in prior_cases(name, args, bundle, device):
                 case.prior.to(dtype)
-                levels[case.level] = {
-                    **describe_prior(case),
-                    "batches": {
-                        str(batch): time_sampling(case.prior, batch, tokens, naive_tokens,
-                                                  case.hop_fraction, device, args.repeats,
-                                                  compiled)
-                        for batch in batches
-                    },
-                }
+                rates = code_rates if name in ("tiny", "model") else {}
+                levels[case.level] = time_level(case, args, batches, device, dtype, steps, rates)
                 del case  # the generator's next prior loads after this one is released
             results["shapes"][name] = {"levels": levels}
-        if render:
+        if render and model:
+            results["render"] = time_render(bundle, seconds, device, *_labels(info),
+                                            compile=compiled, name=str(model))
+        elif render:
             results["render"] = time_render(bundle, seconds, device, ARTISTS[0], GENRES[0],
                                             compile=compiled)
+            parallel = tiny_bundle(Path(tmp) / "parallel", parallel=True)
+            results["render_parallel"] = time_render(
+                parallel, seconds, device, ARTISTS[0], GENRES[0], compile=compiled,
+                name="tiny random bundle, parallel upsamplers (recipes/tiny/*_parallel)")
     sample_table(results)
     return results
+
+
+def _labels(bundle: Bundle) -> tuple[str, str]:
+    """An artist and a genre the bundle knows, for its render."""
+    vocabulary = bundle.vocabulary
+    if vocabulary is None:
+        return "unknown", "unknown"
+    artists, genres = vocabulary.known("artist"), vocabulary.known("genre")
+    return (artists[0] if artists else "unknown"), (genres[0] if genres else "unknown")
+
+
+def _rtf(r: dict[str, Any]) -> str:
+    value = r.get("realtime_factor")
+    return "-" if value is None else f"{value:.2f}"
 
 
 def sample_table(results: dict[str, Any]) -> None:
@@ -377,33 +488,46 @@ def sample_table(results: dict[str, Any]) -> None:
 
     out(
         f"sampling on {results['device']} ({results['threads']} threads), {results['dtype']}; "
-        "tok/s counts every batch item; prefill = the primed part of a later window"
+        "tok/s counts every batch item; prefill = the primed part of a later window; "
+        "RTF = sampling seconds per second of audio"
     )
     out(
-        f"{'shape':>7} {'level':>5} {'batch':>5} {'n_ctx':>6} {'cached tok/s':>12} "
-        f"{'naive tok/s':>11} {'speedup':>8} {'prefill ms (tokens)':>20}"
+        f"{'shape':>7} {'level':>5} {'batch':>5} {'n_ctx':>6} {'decoding':>14} "
+        f"{'codes/s':>10} {'RTF':>7} {'naive tok/s':>11} {'speedup':>8} "
+        f"{'prefill ms (tokens)':>20}"
     )
     for name, shape in results["shapes"].items():
         for level, entry in shape["levels"].items():
+            head = f"{name:>7} {level:>5}"
             for batch, r in entry["batches"].items():
+                if "parallel_codes_per_second" in r:
+                    out(f"{head} {batch:>5} {entry['n_ctx']:>6} "
+                        f"{'parallel/' + str(r['steps']):>14} "
+                        f"{r['parallel_codes_per_second']:>10.1f} {_rtf(r):>7}")
+                    continue
                 prefill_ms = f"{r['prefill_seconds'] * 1e3:.1f} ({r['prefill_tokens']})"
                 compiled = r.get("compiled_tokens_per_second")
                 out(
-                    f"{name:>7} {level:>5} {batch:>5} {entry['n_ctx']:>6} "
-                    f"{r['cached_tokens_per_second']:>12.1f} {r['naive_tokens_per_second']:>11.2f} "
+                    f"{head} {batch:>5} {entry['n_ctx']:>6} {'autoregressive':>14} "
+                    f"{r['cached_tokens_per_second']:>10.1f} {_rtf(r):>7} "
+                    f"{r['naive_tokens_per_second']:>11.2f} "
                     f"{r['speedup']:>7.1f}x {prefill_ms:>20}"
                     + ("" if compiled is None else f"  compiled {compiled:.1f} tok/s")
                 )
-    render = results["render"]
-    if render is None:
-        return
-    parts = [
-        f"level {level} {r['seconds']:.1f} s ({r['tokens_per_second']:.0f} tok/s)"
-        for level, r in render["levels"].items()
-    ]
-    out(
-        f"render: {render['audio_seconds']:.2f} s of audio in {render['wall_seconds']:.1f} s, "
-        f"RTF {render['realtime_factor']:.2f}; {', '.join(parts)}, "
-        f"decode {render['decode_seconds']:.2f} s"
-    )
-
+            for batch, r in entry.get("parallel_twin", {}).items():
+                out(f"{head} {batch:>5} {entry['n_ctx']:>6} "
+                    f"{'twin par./' + str(r['steps']):>14} "
+                    f"{r['parallel_codes_per_second']:>10.1f} {_rtf(r):>7}")
+    for key in ("render", "render_parallel"):
+        render = results.get(key)
+        if render is None:
+            continue
+        parts = [
+            f"level {level} {r['seconds']:.1f} s ({r['tokens_per_second']:.0f} tok/s)"
+            for level, r in render["levels"].items()
+        ]
+        out(
+            f"{key.replace('_', ' ')}: {render['audio_seconds']:.2f} s of audio in "
+            f"{render['wall_seconds']:.1f} s, RTF {render['realtime_factor']:.2f}; "
+            f"{', '.join(parts)}, decode {render['decode_seconds']:.2f} s"
+        )

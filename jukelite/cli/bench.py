@@ -24,9 +24,13 @@ benchmarks:
   sample     sampling speed of priors with random weights, per level and batch size: tokens/s
              of KV-cached sampling (--tokens per window, default min(n_ctx, 512)) and of naive
              sampling (a full forward pass per token, --naive-tokens, default 4), the speedup,
-             and the prefill time of a window's primed part (n_ctx - hop tokens); then the
-             real-time factor of a full three-level render of --seconds (default 10) through
-             the tiny random bundle (skip with --no-render). Uses --shape (comma list of tiny,
+             and the prefill time of a window's primed part (n_ctx - hop tokens); parallel
+             (masked) upsamplers report codes/s of one window in the bundle's decoding steps,
+             and each autoregressive tiny upsampler is timed next to a parallel twin of its
+             size; every bundle level reports its real-time factor (RTF). Then the RTF of a
+             full three-level render of --seconds (default 10) through the tiny random
+             bundle and through its parallel twin (skip with --no-render). With --model, the
+             priors and the render are that bundle's. Uses --shape (comma list of tiny,
              small, custom; default tiny,small): tiny = the three priors of recipes/tiny with
              their conditioning (levels 2, 1, 0); small and custom = one unconditioned prior
              reported as level "any" (custom starts from tiny's sizes above; --width --depth
@@ -48,7 +52,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     vqvae = parser.add_argument_group("vqvae options")
     source = vqvae.add_mutually_exclusive_group()
     source.add_argument(
-        "--model", metavar="BUNDLE", help="measure a trained bundle's VQ-VAE levels"
+        "--model", metavar="BUNDLE",
+        help="measure a trained bundle: its VQ-VAE levels (vqvae), or its priors, each "
+        "decoded as the bundle says, and its render (sample)"
     )
     source.add_argument(
         "--recipe",

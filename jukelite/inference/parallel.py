@@ -30,23 +30,30 @@ __all__ = ["DEFAULT_STEPS", "sample_window_parallel"]
 CHOICE_NOISE = 1.0
 
 
+def _uniform(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device,
+             ) -> Tensor:
+    on = generator.device if generator is not None else device
+    return torch.rand(shape, generator=generator, device=on).to(device)
+
+
 def _draw(logits: Tensor, settings: SamplingSettings, generator: torch.Generator | None,
           ) -> tuple[Tensor, Tensor]:
-    """logits [M, V] -> (drawn codes [M], their log-probabilities [M]), in float32."""
+    """logits [M, V] -> (drawn codes [M], their log-probabilities [M]), in float32. Drawn by
+    inverting each row's cumulative distribution at one uniform number: the distribution of
+    `torch.multinomial`, at a fraction of its cost for hundreds of rows at once."""
     filtered = filter_logits(logits.float() / settings.temperature, settings.top_k,
                              settings.top_p)
     log_probs = filtered.log_softmax(-1)
-    on = generator.device if generator is not None else log_probs.device
-    drawn = torch.multinomial(log_probs.exp().to(on), 1, generator=generator).squeeze(-1)
-    drawn = drawn.to(log_probs.device)
-    return drawn, log_probs.gather(-1, drawn[:, None]).squeeze(-1)
+    cumulative = log_probs.exp().cumsum(-1)
+    point = _uniform((log_probs.shape[0], 1), generator, log_probs.device) * cumulative[:, -1:]
+    drawn = torch.searchsorted(cumulative, point, right=True).clamp_(max=log_probs.shape[1] - 1)
+    return drawn[:, 0], log_probs.gather(-1, drawn).squeeze(-1)
 
 
-def _gumbel(shape: torch.Size, generator: torch.Generator | None, device: torch.device,
+def _gumbel(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device,
             ) -> Tensor:
-    uniform = torch.rand(shape, generator=generator,
-                         device=generator.device if generator is not None else device)
-    return -torch.log(-torch.log(uniform.clamp(1e-20, 1.0 - 1e-7))).to(device)
+    uniform = _uniform(shape, generator, device).clamp(1e-20, 1.0 - 1e-7)
+    return -torch.log(-torch.log(uniform))
 
 
 @torch.no_grad()
@@ -97,7 +104,7 @@ def sample_window_parallel(
         drawn, log_probs = _draw(logits[hidden], settings, generator)
         noise = CHOICE_NOISE * (1 - step / len(counts))
         if noise > 0:
-            log_probs = log_probs + noise * _gumbel(log_probs.shape, generator, device)
+            log_probs = log_probs + noise * _gumbel(tuple(log_probs.shape), generator, device)
         confidence = torch.full(tokens.shape, float("-inf"), device=device)
         confidence[hidden] = log_probs
         candidates = tokens.clone()

@@ -188,3 +188,31 @@ def test_the_tiny_random_bundle_is_built_from_the_shipped_recipes(tmp_path: Path
     assert bundle.prior_configs[2].lyrics != "none" and bundle.prior_configs[0].upsampler
     with pytest.raises(FileExistsError, match="already holds a bundle"):
         build_random_bundle(path, vqvae_recipe, prior_recipes)
+
+
+def test_model_bundle_times_each_level_as_it_decodes(tmp_path: Path, make_complete_bundle,
+                                                     capsys: pytest.CaptureFixture[str]):
+    bundle = make_complete_bundle(tmp_path / "parallel", parallel=True)
+    assert main(["bench", "sample", "--model", str(bundle), "--batch", "1,2", "--tokens", "8",
+                 "--naive-tokens", "2", "--repeats", "1", "--seconds", "0.05"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    levels = result["shapes"]["model"]["levels"]
+    assert levels["1"]["decoding"] == "autoregressive" and levels["0"]["decoding"] == "parallel"
+    assert levels["0"]["audio_codes_per_second"] == 8000 / 4
+    for batch in (1, 2):
+        top, bottom = levels["1"]["batches"][str(batch)], levels["0"]["batches"][str(batch)]
+        check_timings(top, batch)
+        assert top["realtime_factor"] == pytest.approx(
+            8000 / 8 / top["cached_tokens_per_second"])
+        assert bottom["steps"] == 12 and bottom["parallel_codes"] == 8  # half of n_ctx 16
+        assert bottom["parallel_codes_per_second"] == pytest.approx(
+            batch * 8 / bottom["parallel_seconds"])
+        assert bottom["realtime_factor"] == pytest.approx(
+            2000 / bottom["parallel_codes_per_second"])
+    assert "parallel_twin" not in levels["0"]  # twins are for the tiny recipes' upsamplers
+    render = result["render"]
+    assert render["bundle"] == str(bundle)
+    assert render["decoding"] == {"1": "autoregressive", "0": "parallel"}
+    assert render["levels"]["0"]["tokens"] == 400 // 4 and result["render_parallel"] is None
+    assert "parallel/12" in captured.err and "render:" in captured.err
