@@ -193,7 +193,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
                               ("guidance", args.guidance, parse_guidance)):
         value = parse(text) if text else None
         if value is not None and not isinstance(value, dict):
-            raise UsageError(f"--{flag} for pack takes LEVEL=VALUE pairs, got {text!r}")
+            letter = flag[0].upper()
+            raise UsageError(f"--{flag} for pack takes LEVEL={letter} pairs, got {text!r}")
         defaults[flag] = value
     manifest = pack_bundle(args.source, args.target, args.dtype, notes, **defaults)
     size = sum(p.stat().st_size for p in Path(args.target).glob("*.safetensors"))

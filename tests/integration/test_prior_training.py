@@ -117,3 +117,40 @@ def test_upsampler_predicts_from_the_codes_of_the_level_above(
     # Each window's own level-2 codes vs those of the next window in the batch: measured 5.70 vs
     # 9.78 bits per token (an upsampler ignoring the codes above scores the same either way).
     assert true_bits < other_bits - 1.0
+
+
+def test_parallel_upsampler_predicts_hidden_codes_better_than_their_unigram(
+    labelled_manifest, trained_vqvae, tmp_path
+):
+    from jukelite.prior.masking import draw_training_mask
+
+    recipe = prior_recipe("mid_parallel", labelled_manifest, trained_vqvae, tmp_path,
+                          "train.steps=400", "train.eval_every=400", "train.save_every=400",
+                          "model.n_ctx=256", "model.blocks=8")
+    train_recipe(recipe)
+    prior = load_prior_level(recipe.output.bundle, 1)
+    assert prior.config.parallel
+    task = PriorTask(recipe)
+    train_codes = torch.cat([batch["codes"].flatten()
+                             for batch in DataLoader(task.train_dataset(), batch_size=64)])
+    counts = torch.bincount(train_codes, minlength=prior.config.bins).float()
+    frequency = counts / counts.sum()
+    batches = list(DataLoader(task.valid_dataset(), batch_size=8))
+    masks = torch.Generator().manual_seed(0)
+    hidden_bits, other_bits, unigram_bits = [], [], []
+    with torch.no_grad():
+        for batch in batches:
+            codes = batch["codes"]
+            mask = draw_training_mask(codes.shape[0], codes.shape[1], masks)
+            hidden_bits.append(prior(codes, batch["y"], batch["upper"], mask=mask).loss.item())
+            other_bits.append(prior(codes, batch["y"], batch["upper"].roll(1, 0),
+                                    mask=mask).loss.item())
+            unigram_bits.append(-frequency[codes[mask]].clamp_min(1e-9).log2().mean().item())
+    model_bits, other = sum(hidden_bits) / len(batches), sum(other_bits) / len(batches)
+    baseline = sum(unigram_bits) / len(batches)
+    # measured after 400 steps: 6.31 bits per hidden code against 6.71 for the unigram of the
+    # training codes (the autoregressive twin, on demo songs at 300 steps: 6.67 bits per token
+    # against the parallel's 6.76, both about 1 bit under their unigram); with the upper codes
+    # of another window the parallel upsampler loses more than a bit
+    assert model_bits < baseline - 0.2, (model_bits, baseline)
+    assert model_bits < other - 1.0, (model_bits, other)
