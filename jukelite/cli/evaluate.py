@@ -15,10 +15,11 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
     p = evaluation.add_parser(
         "conditioning",
         help="do generated songs carry the artist, genre and lyrics asked for?",
-        description="Train artist and genre classifiers and a lyrics recognizer on demo songs, "
-        "then score songs the bundle generates for each artist and genre it shares with the "
-        "demo songs (model), fresh demo songs (ceiling) and the generated songs against "
-        "shuffled requests (floor). Prints JSON on stdout and a table on stderr.",
+        description="Train artist and genre classifiers (a full-band pair and a pair that "
+        "hears only content below 2 kHz) and a lyrics recognizer on demo songs, then score "
+        "songs the bundle generates for each artist and genre it shares with the demo songs "
+        "(model), fresh demo songs (ceiling) and the generated songs against shuffled "
+        "requests (floor). Prints JSON on stdout and a table on stderr.",
     )
     p.add_argument("--model", metavar="BUNDLE",
                    help="model bundle directory (default: the bundled demo model)")

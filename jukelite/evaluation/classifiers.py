@@ -2,18 +2,24 @@
 
 Song-level statistics (see :mod:`jukelite.evaluation.features`) already separate the demo songs'
 genres and artists well, so a two-layer network trained full-batch for a few hundred steps is
-enough, trains in seconds on a CPU and is exactly reproducible for a given seed.
+enough, trains in seconds on a CPU and is exactly reproducible for a given seed. A classifier
+remembers which feature function it was trained on (the full-band
+:func:`~jukelite.evaluation.features.song_features` or the band-limited
+:func:`~jukelite.evaluation.content.content_features`), so that :meth:`SongClassifier.predict`
+hears clips the way it learned them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from jukelite.evaluation.features import AudioLike, song_features
+
+FeatureFn = Callable[[AudioLike, int], Tensor]
 
 
 @dataclass
@@ -25,6 +31,7 @@ class SongClassifier:
     mean: Tensor
     std: Tensor
     network: nn.Module
+    featurize: FeatureFn = song_features
 
     def predict_features(self, features: Tensor) -> list[str]:
         """Labels for a batch of song-level feature vectors ``[N, D]``."""
@@ -36,12 +43,14 @@ class SongClassifier:
         """Labels for clips (``[S]`` or ``[C, S]`` each) at the classifier's sample rate."""
         if not audios:
             return []
-        return self.predict_features(features_of(audios, self.sample_rate))
+        return self.predict_features(features_of(audios, self.sample_rate, self.featurize))
 
 
-def features_of(audios: Sequence[AudioLike], sample_rate: int) -> Tensor:
-    """Song-level features ``[N, D]`` of several clips."""
-    return torch.stack([song_features(a, sample_rate) for a in audios])
+def features_of(
+    audios: Sequence[AudioLike], sample_rate: int, featurize: FeatureFn = song_features
+) -> Tensor:
+    """Song-level features ``[N, D]`` of several clips (by default the full-band ones)."""
+    return torch.stack([featurize(a, sample_rate) for a in audios])
 
 
 def _network(n_features: int, n_labels: int, hidden: int) -> nn.Module:
@@ -59,12 +68,14 @@ def train_classifier(
     hidden: int = 64,
     lr: float = 1e-2,
     weight_decay: float = 1e-2,
+    featurize: FeatureFn = song_features,
 ) -> SongClassifier:
     """Fit a classifier to feature vectors ``[N, D]`` and their labels (full batch, Adam).
 
     The label set is the sorted set of ``targets``; a single label is allowed (it is then
     always predicted). Weight decay and dropout keep the small training sets from being
-    memorised by a few features that happen to separate them.
+    memorised by a few features that happen to separate them. ``featurize`` names the function
+    ``features`` came from, for :meth:`SongClassifier.predict`.
     """
     if features.ndim != 2 or features.shape[0] != len(targets):
         raise ValueError(f"need features [N, D] for N={len(targets)} targets, got "
@@ -89,7 +100,7 @@ def train_classifier(
             loss.backward()
             optimizer.step()
     network.eval()
-    return SongClassifier(labels, int(sample_rate), mean, std, network)
+    return SongClassifier(labels, int(sample_rate), mean, std, network, featurize)
 
 
 def accuracy(predicted: Sequence[str], expected: Sequence[str]) -> float:

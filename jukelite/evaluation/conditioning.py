@@ -1,8 +1,13 @@
 """Does a model sing what it is asked to? Artist, genre and lyrics of generated songs, scored.
 
-Three scorers are trained on procedural demo songs (:mod:`jukelite.data.synth`), whose artist,
-genre and word timings are known exactly: an artist classifier, a genre classifier and a CTC
-lyrics recognizer. Their scores are reported four times:
+Scorers are trained on procedural demo songs (:mod:`jukelite.data.synth`), whose artist, genre
+and word timings are known exactly: an artist and a genre classifier on full-band features
+(:mod:`~jukelite.evaluation.features`), a second artist and genre pair on content below 2 kHz
+only (:mod:`~jukelite.evaluation.content`: register, vibrato, long-term spectrum, tempo and
+rhythm; the ``content_*`` keys), and a CTC lyrics recognizer. Two classifiers that hear
+different things are harder to game: a model that gets the label right only through, say, the
+bright buzz of one genre scores on the first and not on the second. Their scores are reported
+for each of these rows:
 
 * **ceiling**: on fresh demo songs, i.e. how well the scorers can tell at all;
 * **reconstruction**: on the same songs encoded and decoded by the bundle's VQ-VAE at the level
@@ -39,6 +44,7 @@ from jukelite.evaluation.classifiers import (
     features_of,
     train_classifier,
 )
+from jukelite.evaluation.content import content_features
 from jukelite.evaluation.recognizer import (
     UNITS,
     LyricsRecognizer,
@@ -100,11 +106,13 @@ FULL = EvalSettings(seconds=4.0, train_songs=400, test_songs=60, samples_per_pai
 
 @dataclass
 class Scorers:
-    """The three trained scorers, all at one sample rate."""
+    """The trained scorers, all at one sample rate: full-band and below-2-kHz classifiers."""
 
     artist: SongClassifier
     genre: SongClassifier
     lyrics: LyricsRecognizer
+    content_artist: SongClassifier
+    content_genre: SongClassifier
 
 
 @dataclass
@@ -117,6 +125,9 @@ class Judged:
     heard_artists: list[str]
     heard_genres: list[str]
     heard_lyrics: list[str]
+    # What the band-limited content classifiers heard (None: not scored by them).
+    heard_content_artists: list[str] | None = None
+    heard_content_genres: list[str] | None = None
 
 
 # ---------------------------------------------------------------------------- vocabulary
@@ -188,19 +199,26 @@ def train_scorers(
     units: str = "characters",
     progress: Progress | None = None,
 ) -> tuple[Scorers, dict[str, int]]:
-    """Train the artist and genre classifiers and the lyrics recognizer on demo songs.
+    """Train both pairs of artist and genre classifiers and the lyrics recognizer on demo songs.
 
-    The recognizer learns from short spans cut with the word timings and from the whole
-    clips (which is how it is used). Returns the scorers and the training-set sizes.
+    Both classifier pairs learn from the same songs; the content pair from features of the
+    audio below 2 kHz only. The recognizer learns from short spans cut with the word timings
+    and from the whole clips (which is how it is used). Returns the scorers and the
+    training-set sizes.
     """
     say = progress or (lambda message: None)
     say(f"training the artist and genre classifiers on {len(songs)} demo songs")
     audios = [song.audio for song in songs]
+    artists, genres = [s.artist for s in songs], [s.genre for s in songs]
     features = features_of(audios, sample_rate)
-    artist = train_classifier(features, [s.artist for s in songs], sample_rate, seed,
-                              classifier_steps)
-    genre = train_classifier(features, [s.genre for s in songs], sample_rate, seed + 1,
-                             classifier_steps)
+    artist = train_classifier(features, artists, sample_rate, seed, classifier_steps)
+    genre = train_classifier(features, genres, sample_rate, seed + 1, classifier_steps)
+    say("training the band-limited (< 2 kHz) content classifiers on the same songs")
+    content = features_of(audios, sample_rate, content_features)
+    content_artist = train_classifier(content, artists, sample_rate, seed + 2, classifier_steps,
+                                      featurize=content_features)
+    content_genre = train_classifier(content, genres, sample_rate, seed + 3, classifier_steps,
+                                     featurize=content_features)
     examples: list[tuple[np.ndarray, str]] = []
     for song in songs:
         examples += lyric_segments(song.audio, sample_rate, song.lyrics_timing, segment_seconds)
@@ -208,20 +226,25 @@ def train_scorers(
     say(f"training the lyrics recognizer: {recognizer_steps} steps on {len(examples)} sung "
         "spans and clips")
     lyrics = train_recognizer(examples, sample_rate, seed, recognizer_steps, units=units)
-    return Scorers(artist, genre, lyrics), {"songs": len(songs), "lyric_examples": len(examples)}
+    scorers = Scorers(artist, genre, lyrics, content_artist, content_genre)
+    return scorers, {"songs": len(songs), "lyric_examples": len(examples)}
 
 
 def judge(
     scorers: Scorers, audios: Sequence[Any], artists: Sequence[str], genres: Sequence[str],
     lyrics: Sequence[str],
 ) -> Judged:
-    """Run the three scorers over clips whose requested artist, genre and lyrics are given."""
-    features = features_of(audios, scorers.artist.sample_rate)
+    """Run every scorer over clips whose requested artist, genre and lyrics are given."""
+    rate = scorers.artist.sample_rate
+    features = features_of(audios, rate)
+    content = features_of(audios, rate, content_features)
     return Judged(
         list(artists), list(genres), list(lyrics),
         scorers.artist.predict_features(features),
         scorers.genre.predict_features(features),
         scorers.lyrics.transcribe(audios),
+        scorers.content_artist.predict_features(content),
+        scorers.content_genre.predict_features(content),
     )
 
 
@@ -233,9 +256,20 @@ def _per_label(heard: Sequence[str], asked: Sequence[str]) -> dict[str, float]:
     }
 
 
+def _content_pairs(judged: Judged) -> list[tuple[str, list[str], list[str]]]:
+    """(key, heard, asked) of the content classifiers' labels, where they were scored."""
+    pairs = []
+    if judged.heard_content_artists is not None:
+        pairs.append(("content_artist", judged.heard_content_artists, judged.artists))
+    if judged.heard_content_genres is not None:
+        pairs.append(("content_genre", judged.heard_content_genres, judged.genres))
+    return pairs
+
+
 def metrics(judged: Judged, units: str) -> dict[str, Any]:
-    """Accuracies and CER of one judged set, with per-label accuracies."""
-    return {
+    """Accuracies and CER of one judged set, with per-label accuracies (``content_*``: the
+    band-limited classifiers, where they judged it)."""
+    result = {
         "artist_accuracy": accuracy(judged.heard_artists, judged.artists),
         "genre_accuracy": accuracy(judged.heard_genres, judged.genres),
         "lyric_cer": character_error_rate(judged.lyrics, judged.heard_lyrics, units),
@@ -243,12 +277,20 @@ def metrics(judged: Judged, units: str) -> dict[str, Any]:
         "per_artist": _per_label(judged.heard_artists, judged.artists),
         "per_genre": _per_label(judged.heard_genres, judged.genres),
     }
+    content = _content_pairs(judged)
+    for key, heard, asked in content:
+        result[f"{key}_accuracy"] = accuracy(heard, asked)
+    for key, heard, asked in content:  # content_per_artist, content_per_genre
+        result[key.replace("content_", "content_per_")] = _per_label(heard, asked)
+    return result
 
 
 def floor_metrics(judged: Judged, units: str, permutations: int, seed: int) -> dict[str, Any]:
     """The scores of the same transcripts and labels against shuffled requests (mean of many)."""
     rng = np.random.default_rng(_seed(seed, _FLOOR, 0))
     sums = {"artist_accuracy": 0.0, "genre_accuracy": 0.0, "lyric_cer": 0.0}
+    content = _content_pairs(judged)
+    sums.update({f"{key}_accuracy": 0.0 for key, _, _ in content})
     for _ in range(permutations):
         order = rng.permutation(len(judged.artists))
         sums["artist_accuracy"] += accuracy(judged.heard_artists,
@@ -256,6 +298,8 @@ def floor_metrics(judged: Judged, units: str, permutations: int, seed: int) -> d
         sums["genre_accuracy"] += accuracy(judged.heard_genres, [judged.genres[i] for i in order])
         sums["lyric_cer"] += character_error_rate(
             [judged.lyrics[i] for i in order], judged.heard_lyrics, units)
+        for key, heard, asked in content:  # the same shuffle as the full-band scorers
+            sums[f"{key}_accuracy"] += accuracy(heard, [asked[i] for i in order])
     return {**{k: v / permutations for k, v in sums.items()}, "permutations": permutations}
 
 
@@ -313,7 +357,8 @@ def evaluate_conditioning(
     overrides its clip length. ``upsampled`` adds the *upsampled* row (the first
     ``settings.upsampled_songs`` held-out songs; needs a level below the top). Returns a
     JSON-ready dict with ``model``, ``reconstruction``, ``ceiling``, ``floor`` (each with
-    ``artist_accuracy``, ``genre_accuracy``, ``lyric_cer``), ``settings``,
+    ``artist_accuracy``, ``genre_accuracy``, ``lyric_cer`` and the band-limited scorers'
+    ``content_artist_accuracy`` and ``content_genre_accuracy``), ``settings``,
     ``samples`` (what was asked and heard per generated clip) and ``timing_s``.
     """
     from jukelite.api import Jukebox, load
@@ -437,15 +482,19 @@ def evaluate_conditioning(
             "train_lyric_examples": sizes["lyric_examples"],
             "test_songs": len(held_out),
             "chance": {"artist_accuracy": 1 / len(artist_map),
-                       "genre_accuracy": 1 / len(genre_map)},
+                       "genre_accuracy": 1 / len(genre_map),
+                       "content_artist_accuracy": 1 / len(artist_map),
+                       "content_genre_accuracy": 1 / len(genre_map)},
             "run": asdict(replace(settings, seconds=clip_seconds)),
         },
         "samples": [
             {"artist": a, "genre": g, "lyrics": text, "heard_artist": ha, "heard_genre": hg,
-             "heard_lyrics": hl}
-            for a, g, text, ha, hg, hl in zip(
+             "heard_lyrics": hl, "heard_content_artist": ca, "heard_content_genre": cg}
+            for a, g, text, ha, hg, hl, ca, cg in zip(
                 generated.artists, generated.genres, generated.lyrics, generated.heard_artists,
-                generated.heard_genres, generated.heard_lyrics, strict=True)
+                generated.heard_genres, generated.heard_lyrics,
+                generated.heard_content_artists or [], generated.heard_content_genres or [],
+                strict=True)
         ],
         "timing_s": {k: round(v, 3) for k, v in timing.items()},
     }
@@ -485,8 +534,12 @@ def format_table(report: dict[str, Any]) -> str:
         f"scorers trained on {s['train_songs']} demo songs, ceiling on {s['test_songs']}",
         f"{'metric':<22}" + "".join(f"{title:>10}" for title, _ in columns) + f"{'chance':>8}",
     ]
-    rows = [("artist accuracy", "artist_accuracy"), ("genre accuracy", "genre_accuracy"),
-            (f"lyric CER ({s['lyric_units']})", "lyric_cer")]
+    rows = [("artist accuracy", "artist_accuracy"), ("genre accuracy", "genre_accuracy")]
+    content = "content_artist_accuracy" in report["ceiling"]  # not in reports made before it
+    if content:
+        rows += [("artist acc. (<2 kHz)", "content_artist_accuracy"),
+                 ("genre acc. (<2 kHz)", "content_genre_accuracy")]
+    rows.append((f"lyric CER ({s['lyric_units']})", "lyric_cer"))
     for name, key in rows:
         chance = s["chance"].get(key)
         lines.append(
@@ -498,6 +551,9 @@ def format_table(report: dict[str, Any]) -> str:
                      "codes through the upsamplers, the best a perfect top prior allows")
     lines.append("recon: the held-out songs encoded and decoded by the VQ-VAE, the best the "
                  "model's audio path allows")
+    if content:
+        lines.append("(<2 kHz): a second pair of classifiers on content below 2 kHz only "
+                     "(register, vibrato, long-term spectrum, tempo and rhythm)")
     lines.append("accuracy: higher is better; CER: lower is better"
                  + ("" if s["lyrics_conditioned"] else " (this model ignores lyrics)"))
     return "\n".join(lines)

@@ -241,6 +241,14 @@ def test_floor_is_what_shuffled_requests_score():
     assert metrics(ignores, "characters")["lyric_cer"] == 0.95
     assert floor["artist_accuracy"] == pytest.approx(0.25, abs=1e-12)
     assert floor["lyric_cer"] == pytest.approx(0.95, abs=1e-12)
+    assert "content_artist_accuracy" not in floor  # not judged by the content classifiers
+    both = Judged(asked, asked, lyrics, asked, asked, lyrics, asked, ["B"] * 20)
+    scores = metrics(both, "characters")
+    assert (scores["content_artist_accuracy"], scores["content_genre_accuracy"]) == (1.0, 0.25)
+    assert scores["content_per_genre"] == {"A": 0.0, "B": 1.0, "C": 0.0, "D": 0.0}
+    floor = floor_metrics(both, "characters", permutations=400, seed=0)
+    assert floor["content_artist_accuracy"] == floor["artist_accuracy"]  # the same shuffles
+    assert floor["content_genre_accuracy"] == pytest.approx(0.25, abs=1e-12)
 
 
 def test_synth_vocabulary_maps_normalised_names_and_names_both_vocabularies():
@@ -263,6 +271,14 @@ def test_evaluate_conditioning_reports_model_ceiling_and_floor(tmp_path, make_bu
     samples = report["samples"]
     for key, heard in (("artist", "heard_artist"), ("genre", "heard_genre")):
         assert report["model"][f"{key}_accuracy"] == np.mean([s[key] == s[heard] for s in samples])
+        assert report["model"][f"content_{key}_accuracy"] == np.mean(
+            [s[key] == s[f"heard_content_{key}"] for s in samples])
+    for row in ("model", "upsampled", "reconstruction", "ceiling", "floor"):
+        for key in ("artist_accuracy", "genre_accuracy", "content_artist_accuracy",
+                    "content_genre_accuracy"):
+            assert 0.0 <= report[row][key] <= 1.0, (row, key)
+    assert set(report["ceiling"]["content_per_artist"]) == set(BUNDLE_ARTISTS)
+    assert report["settings"]["chance"]["content_genre_accuracy"] == 0.5
     assert report["model"]["lyric_cer"] == character_error_rate(
         [s["lyrics"] for s in samples], [s["heard_lyrics"] for s in samples])
     settings = report["settings"]
@@ -284,6 +300,7 @@ def test_evaluate_conditioning_reports_model_ceiling_and_floor(tmp_path, make_bu
     table = format_table(report)
     assert "artist accuracy" in table and "lyric CER (characters)" in table and "recon" in table
     assert "upsampled" in table.splitlines()[1]
+    assert "artist acc. (<2 kHz)" in table and "genre acc. (<2 kHz)" in table
 
 
 def test_the_upsampled_row_needs_a_level_below_the_top(tmp_path, make_bundle):
@@ -326,6 +343,8 @@ def test_cli_prints_json_writes_the_report_and_shows_a_table(
     assert printed["settings"]["quick"] is True and printed["settings"]["seed"] == 1
     assert printed["settings"]["levels"] == "top"
     assert "floor" in stderr and "ceiling" in stderr and "genre accuracy" in stderr
+    assert "genre acc. (<2 kHz)" in stderr
+    assert {"content_artist_accuracy", "content_genre_accuracy"} <= set(printed["floor"])
 
 
 def test_cli_exit_code_2_for_a_vocabulary_the_demo_songs_do_not_know(
