@@ -188,6 +188,14 @@ def test_sample_a_parallel_bundle_from_the_api(tmp_path, make_complete_bundle):
     assert not torch.equal(fewer.codes[0], first.codes[0])
     again = jb.upsample(first.codes[1], artist="Ada", genre="rock", seed=3)
     assert torch.equal(again.codes[0], first.codes[0])
+    preview = jb.generate(**song, levels="top", output_dir=tmp_path / "run")
+    resumed = jb.resume(tmp_path / "run", levels="all")  # the parallel level after a preview
+    assert torch.equal(resumed.codes[0], first.codes[0])
+    assert torch.equal(preview.codes[1], first.codes[1])
+    continued = jb.continue_(first.audio[:1], seconds=0.4, prime_seconds=0.1, artist="Ada",
+                             genre="rock", seed=3)
+    assert continued.codes[0].shape == (1, 800)
+    assert torch.equal(continued.codes[0][:, :200], jb.encode(first.audio[:1, :, :800], [0])[0])
     with pytest.raises(ValueError, match=r"steps given for level\(s\) \[1\]; the parallel "
                                          r"levels are \[0\]"):
         jb.generate(**song, steps={1: 4})
