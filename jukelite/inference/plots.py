@@ -13,7 +13,6 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import librosa
 import numpy as np
 import torch
 import torchaudio.functional as taf
@@ -55,6 +54,15 @@ def _fft_size(sample_rate: int) -> int:
     return int(min(4096, max(256, 2 ** round(math.log2(sample_rate * 0.05)))))
 
 
+def _hz_to_mel(hz: ArrayLike) -> np.ndarray:
+    """Slaney's mel scale (linear to 1 kHz, logarithmic above), the scale of the filter bank.
+    Written out because importing librosa for it costs seconds on every `jukelite sample`."""
+    hz = np.asarray(hz, dtype=np.float64)
+    linear = hz / (200.0 / 3)
+    log_part = 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (math.log(6.4) / 27.0)
+    return np.where(hz >= 1000.0, log_part, linear)
+
+
 def _mel_bands(sample_rate: int, n_fft: int) -> int:
     """Up to 128 bands, fewer when the STFT bins are too coarse to give every band a bin.
 
@@ -62,7 +70,7 @@ def _mel_bands(sample_rate: int, n_fft: int) -> int:
     keeping it at least one bin wide avoids all-zero filters (and torchaudio's warning about
     them), which 128 bands would give from ~390 kHz.
     """
-    fit = int(librosa.hz_to_mel(sample_rate / 2) / librosa.hz_to_mel(sample_rate / n_fft)) - 1
+    fit = int(_hz_to_mel(sample_rate / 2) / _hz_to_mel(sample_rate / n_fft)) - 1
     return max(1, min(128, fit))
 
 
@@ -78,8 +86,9 @@ def _mel_db(mono: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int, int]:
     n_mels = _mel_bands(sample_rate, n_fft)
     bank = taf.melscale_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate,
                                norm="slaney", mel_scale="slaney")  # [freqs, mels]
-    db = librosa.power_to_db((bank.T @ spec).numpy(), amin=_POWER_FLOOR, top_db=TOP_DB)
-    return db, hop, n_mels
+    db = taf.amplitude_to_DB(bank.T @ spec, multiplier=10.0, amin=_POWER_FLOOR, db_multiplier=0.0,
+                             top_db=TOP_DB)
+    return db.numpy(), hop, n_mels
 
 
 def _save(figure: Figure, path: PathLike) -> Path:
@@ -99,14 +108,14 @@ def _spectrogram_figure(mono: np.ndarray, sample_rate: int, title: str) -> Figur
     """
     db, hop, n_mels = _mel_db(mono, sample_rate)
     frame_s = hop / sample_rate
-    step = librosa.hz_to_mel(sample_rate / 2) / (n_mels + 1)  # band m is centred at (m + 1) step
+    step = float(_hz_to_mel(sample_rate / 2)) / (n_mels + 1)  # band m is centred at (m + 1) step
     figure = Figure(figsize=FIGSIZE, layout="constrained")
     axes = figure.add_subplot()
     extent = (-0.5 * frame_s, (db.shape[1] - 0.5) * frame_s, 0.5 * step, (n_mels + 0.5) * step)
     image = axes.imshow(db, origin="lower", aspect="auto", extent=extent, cmap="magma",
                         interpolation="nearest")
-    ticks = [hz for hz in _HZ_TICKS if step <= librosa.hz_to_mel(hz) <= n_mels * step]
-    axes.set_yticks(librosa.hz_to_mel(ticks), [_hz_label(hz) for hz in ticks])
+    ticks = [hz for hz in _HZ_TICKS if step <= _hz_to_mel(hz) <= n_mels * step]
+    axes.set_yticks(_hz_to_mel(ticks), [_hz_label(hz) for hz in ticks])
     axes.set_xlabel("Time (s)")
     axes.set_ylabel("Frequency (Hz)")
     if title:

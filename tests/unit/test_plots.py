@@ -13,6 +13,7 @@ import torchaudio.functional as taf
 
 from jukelite.inference.plots import (
     _fft_size,
+    _hz_to_mel,
     _max_pool,
     _mel_bands,
     _mel_db,
@@ -143,3 +144,18 @@ def test_word_ticks_label_word_starts_and_thin_out():
     assert _word_ticks(" hi  there\nyou") == ([1, 5, 11], ["hi", "there", "you"])
     positions, labels = _word_ticks(" ".join(f"w{i}" for i in range(100)))
     assert len(labels) == 34 and labels[:2] == ["w0", "w3"] and positions[1] == 9
+
+
+def test_the_mel_scale_and_decibels_are_librosas():
+    """Written out to keep librosa's import off the sampling path; checked against it here."""
+    import librosa
+
+    hz = np.array([0.0, 50.0, 999.0, 1000.0, 1001.0, 4000.0, 22050.0])
+    np.testing.assert_allclose(_hz_to_mel(hz), librosa.hz_to_mel(hz), rtol=1e-9, atol=1e-9)
+    noise = np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1
+    db, hop, n_mels = _mel_db(noise, 8000)
+    spec = torch.stft(torch.from_numpy(noise), 512, hop, window=torch.hann_window(512),
+                      return_complex=True).abs().square()
+    bank = taf.melscale_fbanks(257, 0.0, 4000.0, n_mels, 8000, norm="slaney", mel_scale="slaney")
+    expected = librosa.power_to_db((bank.T @ spec).numpy(), amin=1e-10, top_db=80.0)
+    np.testing.assert_allclose(db, expected, atol=1e-4)
