@@ -35,6 +35,12 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
                    help="also score held-out songs' own top-level codes rendered by the "
                    "upsamplers (20 songs, 5 with --quick): is a label lost by the top prior or "
                    "by the upsamplers?")
+    p.add_argument("--temperature", metavar="T | L=T,...",
+                   help="sampling temperature of every song (default: the model's own)")
+    p.add_argument("--guidance", metavar="S | L=S,...",
+                   help="classifier-free guidance of every song (default: the model's own)")
+    p.add_argument("--steps", metavar="N | L=N,...",
+                   help="decoding steps of parallel levels (default: the model's own)")
     p.add_argument("-o", "--output", metavar="FILE", help="also write the JSON report here")
     p.add_argument("--device", default="cpu", help="torch device for sampling (the scorers "
                    "train on the CPU)")
@@ -43,10 +49,15 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_eval_conditioning(args: argparse.Namespace) -> int:
+    from jukelite.cli.sample import parse_guidance, parse_steps, parse_temperature
     from jukelite.evaluation import ConditioningEvalError, evaluate_conditioning, format_table
     from jukelite.fileio import check_output_file, write_json_atomic
 
     device = str(parse_device(args.device))
+    sampling = {name: parse(text) for name, text, parse in (
+        ("temperature", args.temperature, parse_temperature),
+        ("guidance", args.guidance, parse_guidance),
+        ("steps", args.steps, parse_steps)) if text is not None}
     if args.output:
         check_output_file(args.output, "-o")
 
@@ -58,7 +69,7 @@ def cmd_eval_conditioning(args: argparse.Namespace) -> int:
         report = evaluate_conditioning(
             args.model, quick=args.quick, seed=args.seed, progress=progress,
             seconds=args.seconds, device=device, levels=args.levels,
-            upsampled=args.upsampled,
+            upsampled=args.upsampled, sampling=sampling,
         )
     except ConditioningEvalError as exc:  # a bundle or length the demo songs cannot score
         raise UsageError(str(exc)) from exc

@@ -52,6 +52,7 @@ from jukelite.evaluation.recognizer import (
     lyric_segments,
     train_recognizer,
 )
+from jukelite.inference.options import SamplingOptions
 
 Progress = Callable[[str], None]
 
@@ -349,6 +350,7 @@ def evaluate_conditioning(
     levels: str | int = "all",
     settings: EvalSettings | None = None,
     upsampled: bool = False,
+    sampling: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score how well a bundle follows artist, genre and lyrics; see the module docstring.
 
@@ -359,7 +361,9 @@ def evaluate_conditioning(
     JSON-ready dict with ``model``, ``reconstruction``, ``ceiling``, ``floor`` (each with
     ``artist_accuracy``, ``genre_accuracy``, ``lyric_cer`` and the band-limited scorers'
     ``content_artist_accuracy`` and ``content_genre_accuracy``), ``settings``,
-    ``samples`` (what was asked and heard per generated clip) and ``timing_s``.
+    ``samples`` (what was asked and heard per generated clip) and ``timing_s``. ``sampling``
+    (``temperature``, ``guidance``, ``steps``, ``top_k``, ``top_p``: `SamplingOptions` fields)
+    is passed to every generated and upsampled song; unset ones are the bundle's defaults.
     """
     from jukelite.api import Jukebox, load
 
@@ -370,6 +374,8 @@ def evaluate_conditioning(
     began = time.perf_counter()
     jb = model if isinstance(model, Jukebox) else load(model, device=device)
     settings = settings or (QUICK if quick else FULL)
+    sampling = dict(sampling or {})
+    SamplingOptions.build(**sampling)  # a bad option fails before the scorers train
     artist_map, genre_map = synth_vocabulary(jb.artists, jb.genres)
     if str(levels) not in ("all", "top", *map(str, jb.levels)):  # fail before any training
         raise ConditioningEvalError(
@@ -420,6 +426,7 @@ def evaluate_conditioning(
             artist=artist, genre=genre, lyrics=lyrics if lyric_model else "",
             seconds=(total - 0.5) / rate,  # exactly `total` samples, whatever the rounding
             n_samples=settings.samples_per_pair, seed=_seed(seed, _GENERATE, i), levels=levels,
+            **sampling,
         )
         rendered_level = song.level
         for clip in song.audio.float().cpu().numpy():
@@ -445,7 +452,7 @@ def evaluate_conditioning(
     if upsampled:
         start = time.perf_counter()
         rows["upsampled"] = _upsampled(jb, scorers, held_out[: settings.upsampled_songs], levels,
-                                       lyric_model, seed, say)
+                                       lyric_model, sampling, seed, say)
         timing["upsampled"] = time.perf_counter() - start
 
     say("model: scoring generated songs")
@@ -470,6 +477,7 @@ def evaluate_conditioning(
             "levels": levels,
             "upsampled": upsampled,
             "temperature": {str(level): t for level, t in jb.default_temperature.items()},
+            "sampling": sampling,
             "lyrics_conditioned": lyric_model,
             "lyric_units": units,
             "artists": artist_map,
@@ -502,7 +510,7 @@ def evaluate_conditioning(
 
 def _upsampled(
     jb: Any, scorers: Scorers, songs: Sequence[SynthSong], levels: str | int, lyric_model: bool,
-    seed: int, say: Progress,
+    sampling: dict[str, Any], seed: int, say: Progress,
 ) -> Judged:
     """Real songs' top-level codes rendered by the upsamplers with their own labels and lyrics."""
     audios = []
@@ -513,7 +521,7 @@ def _upsampled(
             top = jb.encode(audio, levels=[jb.top_level])
         rendered = jb.upsample(top, artist=song.artist, genre=song.genre,
                                lyrics=song.lyrics if lyric_model else "",
-                               seed=_seed(seed, _UPSAMPLE, i), levels=levels)
+                               seed=_seed(seed, _UPSAMPLE, i), levels=levels, **sampling)
         audios.append(rendered.audio[0].float().cpu().numpy())
     with _one_thread():
         return judge(scorers, audios, [s.artist for s in songs], [s.genre for s in songs],

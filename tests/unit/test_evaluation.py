@@ -335,13 +335,14 @@ def test_cli_prints_json_writes_the_report_and_shows_a_table(
     monkeypatch.setattr(conditioning, "QUICK", TINY)
     out = tmp_path / "report" / "conditioning.json"
     code = main(["eval", "conditioning", "--model", str(bundle), "--quick", "--seed", "1",
-                 "--levels", "top", "-o", str(out)])
+                 "--levels", "top", "--temperature", "0.9", "-o", str(out)])
     stdout, stderr = capsys.readouterr()
     assert code == 0, stderr
     printed = json.loads(stdout)
     assert printed == json.loads(out.read_text())
     assert printed["settings"]["quick"] is True and printed["settings"]["seed"] == 1
     assert printed["settings"]["levels"] == "top"
+    assert printed["settings"]["sampling"] == {"temperature": 0.9}
     assert "floor" in stderr and "ceiling" in stderr and "genre accuracy" in stderr
     assert "genre acc. (<2 kHz)" in stderr
     assert {"content_artist_accuracy", "content_genre_accuracy"} <= set(printed["floor"])
@@ -361,6 +362,8 @@ def test_cli_exit_code_2_for_a_vocabulary_the_demo_songs_do_not_know(
 @pytest.mark.parametrize(("extra", "message"), [
     (("--seconds", "20"), "outside the model's timing range"),
     (("--levels", "5"), "levels must be 'all', 'top' or one of [0, 1]"),
+    (("--guidance", "-1"), "a guidance scale must be a finite number >= 0"),
+    (("--steps", "0"), "decoding steps must be a whole number >= 1"),
 ])
 def test_cli_exit_code_2_for_unusable_options(tmp_path, make_bundle, capsys, extra, message):
     bundle = _synth_bundle(tmp_path / "bundle", make_bundle)
