@@ -16,6 +16,7 @@ installs) and in `<prefix>/share/jukelite/demo/` after a wheel install (pyprojec
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -49,6 +50,8 @@ MANIFEST_NAME = "jukelite.json"
 DEMO_NAME = "demo"
 #: Sampling temperature of a level whose bundle records none (Jukebox samples at 0.99).
 DEFAULT_TEMPERATURE = 0.99
+#: Priors whose weights file is larger are built on the meta device before loading.
+META_BUILD_BYTES = 64 * 2**20
 #: Decoding steps per window of a parallel prior whose bundle records none.
 DEFAULT_STEPS = 12
 
@@ -515,11 +518,14 @@ def save_prior_level(
 def load_prior_level(
     bundle: str | Path, level: int, device: str | torch.device = "cpu"
 ) -> LevelPrior:
-    """Build prior level `level` from the bundle, in eval mode (built on the meta device and
-    filled with the stored tensors, so a large prior is never initialised twice)."""
+    """Build prior level `level` from the bundle, in eval mode. A large prior is built on the
+    meta device and filled with the stored tensors, so it is never initialised twice; a small
+    one is built directly, because random init on the meta device makes torch import its
+    compiler (seconds of every `jukelite sample`)."""
     entry, state, weights = _read_level(Path(bundle), "priors", level, "prior")
     config = PriorConfig.from_dict(entry["config"])
-    with torch.device("meta"):
+    large = entry.get("size", weights.stat().st_size) > META_BUILD_BYTES
+    with torch.device("meta") if large else contextlib.nullcontext():
         model = LevelPrior(config)
     if not config.merged_decoder and "embedding.x_emb.weight" in state:
         state["x_out.weight"] = state["embedding.x_emb.weight"]  # a tied head is stored once

@@ -249,3 +249,18 @@ def test_pack_checks_the_defaults_it_records(tmp_path, make_complete_bundle):
         pack_bundle(bundle, tmp_path / "p3", guidance={1: 2.0})
     with pytest.raises(BundleError, match=r"steps given for level\(s\) \[4\]"):
         pack_bundle(bundle, tmp_path / "p4", steps={4: 2})
+
+
+def test_priors_load_the_same_built_directly_or_on_the_meta_device(tmp_path, make_complete_bundle,
+                                                                   monkeypatch):
+    """Small priors skip the meta device (its random init imports torch's compiler)."""
+    import jukelite.bundle as bundle_module
+
+    bundle = make_complete_bundle(tmp_path / "b", parallel=True)
+    direct = bundle_module.load_prior_level(bundle, 0)
+    monkeypatch.setattr(bundle_module, "META_BUILD_BYTES", 0)
+    built_on_meta = bundle_module.load_prior_level(bundle, 0)
+    assert direct.state_dict().keys() == built_on_meta.state_dict().keys()
+    for key, value in direct.state_dict().items():
+        assert torch.equal(value, built_on_meta.state_dict()[key]), key
+    assert direct.x_out.weight is direct.embedding.x_emb.weight  # the tied head stays tied
