@@ -50,6 +50,13 @@ class VQVAEConfig(StrictConfig):
     code_dim: int = 64
     ema_decay: float = 0.99
     restart_threshold: float = 1.0
+    # Quantiser options (jukelite/vqvae/quantizer.py); the defaults are Jukebox's bottleneck, and
+    # bundles written before these keys existed load with exactly that behaviour.
+    quantizer_lookup: str = "euclidean"  # or "factorised": ViT-VQGAN low-dim cosine lookup
+    lookup_dim: int = 8  # size of the factorised lookup space (unused for "euclidean")
+    restart: str = "jukebox"  # or "usage": restart codes unchosen for restart_horizon * K vectors
+    restart_horizon: float = 16.0  # usage rule: horizon in multiples of codebook_size vectors
+    restart_max_fraction: float = 0.05  # usage rule: at most this fraction of codes per step
     commit: float = 0.02
     l2_weight: float = 1.0
     linf_weight: float = 0.02
@@ -87,6 +94,29 @@ class VQVAEConfig(StrictConfig):
         for name in ("commit", "l2_weight", "linf_weight", "multispectral_weight"):
             non_negative(name, getattr(self, name))
         non_negative("restart_threshold", self.restart_threshold)
+        if self.quantizer_lookup not in ("euclidean", "factorised"):
+            raise ValueError(
+                "VQVAEConfig.quantizer_lookup must be 'euclidean' or 'factorised', got "
+                f"{self.quantizer_lookup!r}"
+            )
+        if (
+            isinstance(self.lookup_dim, bool)
+            or not isinstance(self.lookup_dim, int)
+            or self.lookup_dim < 1
+        ):
+            raise ValueError(
+                f"VQVAEConfig.lookup_dim must be an integer >= 1, got {self.lookup_dim!r}"
+            )
+        if self.restart not in ("jukebox", "usage"):
+            raise ValueError(
+                f"VQVAEConfig.restart must be 'jukebox' or 'usage', got {self.restart!r}"
+            )
+        positive("restart_horizon", self.restart_horizon)
+        if not 0.0 < self.restart_max_fraction <= 1.0:
+            raise ValueError(
+                "VQVAEConfig.restart_max_fraction must be in (0, 1], got "
+                f"{self.restart_max_fraction!r}"
+            )
         if not 0.0 <= self.ema_decay <= 1.0:
             raise ValueError(f"VQVAEConfig.ema_decay must be in [0, 1], got {self.ema_decay!r}")
 

@@ -44,7 +44,15 @@ class LevelVQVAE(nn.Module):
         )
         self.encoder = Encoder(config.channels, **stages)
         self.quantizer = VectorQuantizer(
-            config.codebook_size, config.code_dim, config.ema_decay, config.restart_threshold
+            config.codebook_size,
+            config.code_dim,
+            config.ema_decay,
+            config.restart_threshold,
+            lookup=config.quantizer_lookup,
+            lookup_dim=config.lookup_dim,
+            restart=config.restart,
+            restart_horizon=config.restart_horizon,
+            restart_max_fraction=config.restart_max_fraction,
         )
         self.decoder = Decoder(
             config.channels, **stages, reverse_dilation=config.reverse_decoder_dilation
