@@ -212,15 +212,21 @@ DDP_SCRIPT = textwrap.dedent(
 )
 
 
-def test_distributed_ranks_share_one_codebook(tmp_path):
-    script = tmp_path / "ddp_quantizer.py"
-    script.write_text(DDP_SCRIPT)
+def run_two_ranks(tmp_path, script_text: str) -> tuple[dict, dict, dict]:
+    """Run a two-rank gloo script (argv: init file, output prefix) and load what rank 0, rank 1
+    and the single-process reference saved."""
+    script = tmp_path / "ddp_script.py"
+    script.write_text(script_text)
     out = tmp_path / "result"
     subprocess.run(
         [sys.executable, str(script), str(tmp_path / "init"), str(out)], check=True, timeout=120
     )
     r0, r1 = (torch.load(f"{out}.{rank}") for rank in (0, 1))
-    single = torch.load(f"{out}.single")
+    return r0, r1, torch.load(f"{out}.single")
+
+
+def test_distributed_ranks_share_one_codebook(tmp_path):
+    r0, r1, single = run_two_ranks(tmp_path, DDP_SCRIPT)
     for k in single:
         assert torch.equal(r0["ema"][k], r1["ema"][k]), k
         # All-reduced EMA update == one process seeing both ranks' batches.

@@ -7,8 +7,6 @@ and the defaults stay exactly Jukebox's (old bundles load unchanged).
 """
 
 import json
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -18,6 +16,8 @@ import torch.nn.functional as F
 from jukelite.vqvae.config import VQVAEConfig
 from jukelite.vqvae.model import LevelVQVAE
 from jukelite.vqvae.quantizer import VectorQuantizer
+
+from .test_quantizer import run_two_ranks
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -322,14 +322,7 @@ DDP_SCRIPT = textwrap.dedent(
 
 
 def test_distributed_new_modes_share_one_codebook(tmp_path):
-    script = tmp_path / "ddp_quantizer_options.py"
-    script.write_text(DDP_SCRIPT)
-    out = tmp_path / "result"
-    subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "init"), str(out)], check=True, timeout=120
-    )
-    r0, r1 = (torch.load(f"{out}.{rank}") for rank in (0, 1))
-    single = torch.load(f"{out}.single")
+    r0, r1, single = run_two_ranks(tmp_path, DDP_SCRIPT)
     for k in single:
         assert torch.equal(r0["q"][k], r1["q"][k]), k
         # All-reduced sums, counts and vectors seen == one process seeing both ranks' batches.
