@@ -127,7 +127,7 @@ class PriorTask:
             )
         self._check_timing(entries, bundle["sample_rate"])
         self.model = LevelPrior(self.config) if self.init is None else \
-            self.init.prior(recipe.level).train()
+            self._initial_prior(self.init)
         audio_cache = AudioCache(bundle["sample_rate"], self._cache("audio"))
         self.codes = CodeCache(
             recipe.output.bundle, recipe.level, self._cache("codes"), audio_cache
@@ -156,14 +156,26 @@ class PriorTask:
                 f"codes at {config.sample_rate} Hz, but {self.recipe.output.bundle} encodes "
                 f"{own[0]} codes at {own[1]} Hz: fine-tune into a bundle with its VQ-VAE")
         if self.recipe.train.cond_dropout > 0 and not config.guidance:
-            raise BundleError(f"train.cond_dropout: the level {level} prior of {source.path} has "
-                              "no null conditioning to train (it was trained without "
-                              "cond_dropout); fine-tune it with cond_dropout 0")
+            config = dataclasses.replace(config, guidance=True)  # learns its null from here
         self.config = config
         self.vocabulary = source.label_vocabulary(level) if config.labels else None
         self.tokenizer = source.lyrics_tokenizer(level) if config.lyrics != "none" else None
         warnings.warn(f"train.init_from: fine-tuning the level {level} prior of {source.path}; "
                       "the recipe's model section is not used", stacklevel=3)
+
+    def _initial_prior(self, source: Bundle) -> LevelPrior:
+        """`source`'s prior of this level; fine-tuned with cond_dropout, a prior trained without
+        it gains a fresh null conditioning (the only new parameters) for guidance to use."""
+        loaded = source.prior(self.recipe.level)
+        if loaded.config.guidance == self.config.guidance:
+            return loaded.train()
+        model = LevelPrior(self.config)
+        missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+        new = {"null_start", "null_lyrics"}
+        if unexpected or not set(missing) <= new:
+            raise BundleError(f"train.init_from: the level {self.recipe.level} prior of "
+                              f"{source.path} does not fit its config ({missing}, {unexpected})")
+        return model.train()
 
     def _warn_dropped_lyrics(self, entries: list) -> None:
         """Characters outside the lyrics vocabulary are dropped; say which, once."""
