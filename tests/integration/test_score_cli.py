@@ -70,17 +70,43 @@ def test_scoring_audio_at_the_top_level_gives_the_api_numbers(wav, jb, capsys, t
     assert not list(tmp_path.glob(".*"))  # no temporary file left behind
 
 
-def test_an_upsampler_scores_audio_and_codes_files_alike(wav, jb, capsys, tmp_path):
-    labels = ["--level", "1", "--artist", "Nova Lark", "--genre", "rock"]
+@pytest.fixture(scope="module")
+def autoregressive_bundle(tmp_path_factory) -> Path:
+    """The demo model with an autoregressive level-1 upsampler (random weights) in place of its
+    parallel one, which has no per-code log-probabilities to score."""
+    import dataclasses
+    import shutil
+
+    from jukelite.bundle import Bundle, save_prior_level
+    from jukelite.prior.model import LevelPrior
+
+    path = tmp_path_factory.mktemp("ar") / "bundle"
+    shutil.copytree(demo_bundle_path(), path)
+    bundle = Bundle.open(path)
+    config = dataclasses.replace(bundle.prior_configs[1], decoding="autoregressive")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        prior = LevelPrior(config).eval()
+    save_prior_level(path, prior, {"labels": bundle.label_vocabulary(1).to_dict(), "lyrics": None})
+    return path
+
+
+def test_an_upsampler_scores_audio_and_codes_files_alike(wav, autoregressive_bundle, capsys,
+                                                         tmp_path):
+    code, _, err = score(capsys, str(wav), "--level", "1")  # the demo's level 1 is parallel
+    assert code == 2 and "decodes in parallel" in err
+    labels = ["--level", "1", "--artist", "Nova Lark", "--genre", "rock",
+              "--model", str(autoregressive_bundle)]
     code, from_audio, _ = score(capsys, str(wav), *labels)
     assert code == 0 and from_audio["tokens"] == 624  # whole level-2 codes: 156 x 4
+    jb = jukelite.load(autoregressive_bundle)
     encoded = jb.encode(wav, [1, 2])
     expected = jb.score(encoded[1][:, :624], 1, artist="Nova Lark", genre="rock",
                         upper_codes=encoded[2][:, :156])
     assert from_audio["bits_per_token"] == pytest.approx(bits(expected), rel=1e-9)
     assert from_audio["conditioning"]["upper_level"] == 2
 
-    model = ["--model", str(demo_bundle_path()), "--quiet"]
+    model = ["--model", str(autoregressive_bundle), "--quiet"]
     every_level, lower, upper = (tmp_path / f"{name}.safetensors"
                                  for name in ("all", "lower", "upper"))
     assert main(["encode", str(wav), *model, "-o", str(every_level)]) == 0
