@@ -40,9 +40,9 @@ from torch import Tensor
 from jukelite.bench.prior import prior_config, prior_shape
 from jukelite.bench.shapes import SAMPLE_DEFAULTS, SAMPLE_SHAPES, positive_ints
 from jukelite.bench.timing import environment, median_time
-from jukelite.bundle import Bundle
+from jukelite.bundle import DEFAULT_STEPS, Bundle
 from jukelite.inference.options import SamplingSettings
-from jukelite.inference.parallel import DEFAULT_STEPS, sample_window_parallel
+from jukelite.inference.parallel import sample_window_parallel
 from jukelite.inference.schedule import HOP_FRACTION_TOP, HOP_FRACTION_UPSAMPLER
 from jukelite.inference.window import sample_from_logits, sample_window
 from jukelite.prior.model import Conditioning, LevelPrior, SongConditions, WindowInputs

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from jukelite.bundle import DEFAULT_STEPS
 from jukelite.inference.options import SamplingSettings
-from jukelite.inference.parallel import DEFAULT_STEPS, sample_window_parallel
+from jukelite.inference.parallel import sample_window_parallel
 from jukelite.inference.schedule import Window, WindowSchedule, batch_chunks, window_generator
 from jukelite.inference.window import sample_window
 from jukelite.prior.model import Conditioning, LevelPrior, SongConditions

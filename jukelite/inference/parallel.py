@@ -18,13 +18,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from jukelite.bundle import DEFAULT_STEPS
 from jukelite.inference.options import SamplingSettings
-from jukelite.inference.window import filter_logits, stack_conditions
+from jukelite.inference.window import filter_logits, guided_logits, stack_conditions
 from jukelite.prior.masking import hidden_after_steps
 from jukelite.prior.model import Conditioning, LevelPrior
-
-__all__ = ["DEFAULT_STEPS", "sample_window_parallel"]
 
 #: Scale of the Gumbel noise added to the confidence at the first step (zero at the last).
 CHOICE_NOISE = 1.0
@@ -99,8 +96,7 @@ def sample_window_parallel(
         rows = torch.cat([tokens, tokens]) if guided else tokens
         logits = prior.masked_logits(rows, cond)
         if guided:
-            conditioned, unconditioned = logits.float().split(batch)
-            logits = unconditioned + guidance * (conditioned - unconditioned)
+            logits = guided_logits(logits, batch, guidance)
         drawn, log_probs = _draw(logits[hidden], settings, generator)
         noise = CHOICE_NOISE * (1 - step / len(counts))
         if noise > 0:

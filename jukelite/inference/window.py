@@ -75,6 +75,13 @@ def stack_conditions(cond: Conditioning, uncond: Conditioning) -> Conditioning:
                         _both(cond.encoder_kv, uncond.encoder_kv), None)
 
 
+def guided_logits(logits: Tensor, batch: int, guidance: float) -> Tensor:
+    """Logits of [conditioned rows; unconditioned rows] (2 * batch) -> `u + guidance * (c - u)`
+    per conditioned row, in float32: classifier-free guidance."""
+    conditioned, unconditioned = logits.float().split(batch)
+    return unconditioned + guidance * (conditioned - unconditioned)
+
+
 @torch.no_grad()
 def sample_window(
     prior: LevelPrior,
@@ -129,8 +136,7 @@ def sample_window(
             at = torch.tensor(position, device=device)
             logits = static(tokens[:, max(position - 1, 0)], at, caches, cond)
         if guided:
-            conditioned, unconditioned = logits.float().split(batch)
-            logits = unconditioned + guidance * (conditioned - unconditioned)
+            logits = guided_logits(logits, batch, guidance)
         if music_from:
             logits[:, :music_from] = float("-inf")
         drawn = sample_from_logits(logits, settings, generator).to(device)
