@@ -63,6 +63,9 @@ class TrainSection:
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"
+    # how several processes (torchrun) share the work: "ddp" replicates the model on every
+    # device; "fsdp" shards weights, gradients, optimizer state and EMA per Transformer block
+    parallel: str = "ddp"
     progress: bool = True
     # prior recipes: fine-tune the prior of this level of another bundle (e.g. an imported
     # Jukebox model): its architecture, weights and vocabularies replace the model section
@@ -128,6 +131,7 @@ class PriorRecipe:
 RECIPE_KINDS: dict[str, type] = {"vqvae": VQVAERecipe, "prior": PriorRecipe}
 SCHEDULES = ("constant", "linear", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
+PARALLEL_MODES = ("ddp", "fsdp")
 # Keys whose value comes from another section, so the recipe states it once.
 # "<bundle>" marks values read from the bundle's VQ-VAE when training starts.
 DERIVED_MODEL_KEYS = {
@@ -342,6 +346,10 @@ def _check_values(recipe: Any, source: str) -> None:
         problems.append(f"'train.schedule' must be one of {SCHEDULES}, got {train.schedule!r}")
     if train.precision not in PRECISIONS:
         problems.append(f"'train.precision' must be one of {PRECISIONS}, got {train.precision!r}")
+    if train.parallel not in PARALLEL_MODES:
+        problems.append(
+            f"'train.parallel' must be one of {PARALLEL_MODES}, got {train.parallel!r}"
+        )
     for key in ("steps", "batch_size", "grad_accum", "save_every", "eval_every", "log_every"):
         if getattr(train, key) < 1:
             problems.append(f"'train.{key}' must be >= 1, got {getattr(train, key)}")
