@@ -370,6 +370,9 @@ def _check_values(recipe: Any, source: str) -> None:
                             "it")
         if train.cond_dropout:
             problems.append("'train.cond_dropout' is for prior recipes")
+        if train.parallel == "fsdp":
+            problems.append("'train.parallel: fsdp' shards the Transformer blocks of a prior; "
+                            "a VQ-VAE has none and fits every device whole: use ddp")
     if not 0.0 <= train.cond_dropout < 1.0:
         problems.append(f"'train.cond_dropout' must lie in [0, 1), got {train.cond_dropout}")
     if isinstance(recipe, PriorRecipe) and data.lyrics_version not in ("v2", "v3"):

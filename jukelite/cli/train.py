@@ -25,6 +25,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="build the model on the meta device and print parameter counts",
     )
+    p.add_argument(
+        "--export",
+        action="store_true",
+        help="write the bundle from the run's newest checkpoint without training, in this one "
+        "process (how a sharded train.parallel=fsdp run becomes a bundle again)",
+    )
     add_verbosity(p, "no progress bar or notes (same as train.progress=false)")
 
 
@@ -40,6 +46,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from jukelite.recipes import load_recipe
     from jukelite.train import dry_run, train_recipe
     from jukelite.train.trainer import TrainingInterrupted
+
+    chosen = [flag for flag, on in (("--resume", args.resume), ("--dry-run", args.dry_run),
+                                    ("--export", args.export)) if on]
+    if len(chosen) > 1:
+        raise SystemExit(f"jukelite train: {' and '.join(chosen)} cannot be combined")
 
     overrides = [*args.overrides, *(["train.progress=false"] if args.quiet else [])]
     recipe = load_recipe(args.recipe, overrides)
@@ -58,6 +69,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                     f"codebook {counts['codebook_values']:,} values (buffer)"
                 )
         print(f"trainable parameters: {report['trainable']:,}")
+        return 0
+    if args.export:
+        from jukelite.train import export_checkpoint
+
+        step = export_checkpoint(recipe)
+        print(f"bundle: {recipe.output.bundle} (step {step} of {recipe.output.dir})")
         return 0
     args.resume_hint = train_command(args, resume=True)
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import re
+import shutil
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +27,12 @@ from jukelite.fileio import atomic_path
 CHECKPOINT_FORMAT = "jukelite-checkpoint/1"
 # What a checkpoint must hold to continue a run; a file without them cannot be resumed.
 REQUIRED_KEYS = ("step", "data_position", "model", "optimizer", "scheduler", "rng")
+# A sharded checkpoint (a folder, see `jukelite.train.fsdp`) keeps the weights, optimizer and
+# EMA in torch.distributed.checkpoint's files and the rest in this file.
+SHARDED_STATE_FILE = "state.pt"
+SHARDED_REQUIRED_KEYS = ("step", "data_position", "scheduler", "rng")
 UNREADABLE_SUFFIX = ".unreadable"
-_NAME = re.compile(r"^step_(\d+)\.pt$")
+_NAME = re.compile(r"^step_(\d+)\.(pt|dcp)$")
 
 
 class RunDirectoryError(RuntimeError):
@@ -79,12 +84,13 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def checkpoint_path(directory: Path, step: int) -> Path:
-    return directory / f"step_{step:08d}.pt"
+def checkpoint_path(directory: Path, step: int, sharded: bool = False) -> Path:
+    return directory / f"step_{step:08d}.{'dcp' if sharded else 'pt'}"
 
 
 def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
-    """Checkpoints in `directory` as (step, path), oldest first."""
+    """Checkpoints in `directory` as (step, path), oldest first: files, and folders for the
+    sharded ones."""
     if not directory.is_dir():
         return []
     found = []
@@ -101,9 +107,17 @@ def save_checkpoint(directory: Path, step: int, state: dict[str, Any], keep: int
     path = checkpoint_path(directory, step)
     with atomic_path(path) as tmp:
         torch.save({"format": CHECKPOINT_FORMAT, "step": step, **state}, tmp)
-    for _, old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
-        old.unlink(missing_ok=True)
+    prune_checkpoints(directory, keep)
     return path
+
+
+def prune_checkpoints(directory: Path, keep: int) -> None:
+    """Delete all but the newest `keep` checkpoints (none when `keep` is 0 or less)."""
+    for _, old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
 
 
 def _unreadable_reason(path: Path, exc: Exception) -> str:
@@ -123,8 +137,15 @@ def _unreadable_reason(path: Path, exc: Exception) -> str:
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint without executing pickled code; `CheckpointUnreadable` says why not."""
+    """Load a checkpoint without executing pickled code; `CheckpointUnreadable` says why not.
+
+    Of a sharded checkpoint (a folder) this is everything but the sharded tensors, which
+    `jukelite.train.fsdp.load_sharded_tensors` loads into a sharded model."""
     path = Path(path)
+    if path.is_dir():
+        if not (path / ".metadata").is_file():
+            raise CheckpointUnreadable(path, "a sharded checkpoint without its .metadata file")
+        return load_checkpoint(path / SHARDED_STATE_FILE, map_location)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
@@ -205,7 +226,8 @@ def newest_readable_checkpoint(run_dir: Path) -> ResumePoint:
         except CheckpointUnreadable as exc:
             skipped.append((path, exc.reason))
             continue
-        missing = [key for key in REQUIRED_KEYS if key not in state]
+        required = SHARDED_REQUIRED_KEYS if state.get("sharded") else REQUIRED_KEYS
+        missing = [key for key in required if key not in state]
         if missing:
             skipped.append((path, f"incomplete: it lacks {', '.join(missing)}"))
             continue

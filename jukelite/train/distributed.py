@@ -47,16 +47,22 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return device
 
 
-def setup_distributed(device_name: str = "auto") -> DistributedContext:
-    """Join the torchrun process group if launched by torchrun; otherwise a single process."""
+def setup_distributed(device_name: str = "auto", need_group: bool = False) -> DistributedContext:
+    """Join the torchrun process group if launched by torchrun; otherwise a single process,
+    which gets a process group of its own only when `need_group` (sharded training needs one
+    even alone)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_name, local_rank)
-    if world_size > 1 and not dist.is_initialized():
+    if (world_size > 1 or need_group) and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if world_size > 1:
+            dist.init_process_group(backend=backend)
+        else:
+            dist.init_process_group(backend=backend, store=dist.HashStore(), rank=0, world_size=1)
     return DistributedContext(rank, world_size, local_rank, device)
 
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from jukelite.fileio import write_text_atomic
-from jukelite.prior.model import LevelPrior
+from jukelite.prior.model import LevelPrior, PriorConfig
 from jukelite.recipes import PriorRecipe, VQVAERecipe, recipe_to_dict
-from jukelite.train.checkpoint import latest_checkpoint_step
+from jukelite.train.checkpoint import ResumePoint, latest_checkpoint_step
 from jukelite.train.distributed import setup_distributed, teardown_distributed
 from jukelite.train.trainer import Trainer, TrainingInterrupted, open_resume_point
 from jukelite.vqvae.model import VQVAE, count_parameters
@@ -29,8 +30,8 @@ def build_task(recipe: Any):
     raise ValueError(f"no training task for recipe kind {getattr(recipe, 'kind', '?')!r}")
 
 
-def dry_run_prior(recipe: PriorRecipe) -> dict[str, Any]:
-    """Parameter count of a prior recipe's model on the meta device.
+def dry_run_prior_config(recipe: PriorRecipe) -> tuple[PriorConfig, list[str]]:
+    """The prior config a dry run builds, and notes on where its sizes come from.
 
     Sizes that training reads from the bundle or the data are taken from the bundle when it
     exists; otherwise the recipe's values stand, and vocabularies sized from the data count 1.
@@ -55,16 +56,29 @@ def dry_run_prior(recipe: PriorRecipe) -> dict[str, Any]:
             if not getattr(config, key):
                 values[key] = 1
                 notes.append(f"model.{key} is sized from the manifest at training time")
-    config = dataclasses.replace(config, **values)
+    return dataclasses.replace(config, **values), notes
+
+
+def dry_run_prior(recipe: PriorRecipe, world_size: int | None = None,
+                  gpu_memory_gib: float = 80.0) -> dict[str, Any]:
+    """Parameter counts of a prior recipe's model on the meta device (see
+    `dry_run_prior_config`), and its memory plan when `world_size` is given."""
+    config, notes = dry_run_prior_config(recipe)
     with torch.device("meta"):
         model = LevelPrior(config)
-    return {
+    report = {
         "kind": "prior",
         "level": recipe.level,
         "parts": _parts(model, notes),
         "trainable": count_parameters(model),
         "notes": notes,
     }
+    if world_size is not None:
+        from jukelite.train.memory_plan import plan, profile_prior
+
+        report["memory"] = plan(profile_prior(model, config, recipe.train), world_size,
+                                gpu_memory_gib)
+    return report
 
 
 def _parts(model: torch.nn.Module, notes: list[str]) -> dict[str, int]:
@@ -83,10 +97,13 @@ def _parts(model: torch.nn.Module, notes: list[str]) -> dict[str, int]:
     return parts
 
 
-def dry_run(recipe: Any) -> dict[str, Any]:
-    """Parameter counts of the model a recipe builds, on the meta device (no memory, no data)."""
+def dry_run(recipe: Any, world_size: int | None = None, gpu_memory_gib: float = 80.0
+            ) -> dict[str, Any]:
+    """Parameter counts of the model a recipe builds, on the meta device (no data), and with
+    `world_size` its per-device memory plan (`jukelite.train.memory_plan.MemoryPlan`, under
+    "memory") on that many devices of `gpu_memory_gib` GiB."""
     if isinstance(recipe, PriorRecipe):
-        return dry_run_prior(recipe)
+        return dry_run_prior(recipe, world_size, gpu_memory_gib)
     if not isinstance(recipe, VQVAERecipe):
         raise ValueError(f"--dry-run does not know recipe kind {recipe.kind!r}")
     with torch.device("meta"):
@@ -101,7 +118,12 @@ def dry_run(recipe: Any) -> dict[str, Any]:
             "codebook_values": recipe.model.codebook_size * recipe.model.code_dim,
             "trainable": count_parameters(module),
         }
-    return {"kind": recipe.kind, "levels": levels, "trainable": count_parameters(model)}
+    report = {"kind": recipe.kind, "levels": levels, "trainable": count_parameters(model)}
+    if world_size is not None:
+        from jukelite.train.memory_plan import plan, profile_vqvae
+
+        report["memory"] = plan(profile_vqvae(model, recipe), world_size, gpu_memory_gib)
+    return report
 
 
 def _recipe_text(recipe: dict, changes: list[dict]) -> str:
@@ -116,6 +138,48 @@ def _recipe_text(recipe: dict, changes: list[dict]) -> str:
     return header + yaml.safe_dump(recipe)
 
 
+def _checkpoint_weights(point: ResumePoint, model: torch.nn.Module, ema: bool
+                        ) -> dict[str, torch.Tensor]:
+    """The weights a checkpoint would export: its EMA when the run keeps one, else raw."""
+    if point.state.get("sharded"):
+        from jukelite.train.fsdp import read_whole_weights
+
+        return read_whole_weights(point.path, model, ema)
+    weights = dict(point.state["model"])
+    if ema:
+        weights.update(point.state["ema"]["shadow"])
+    return weights
+
+
+def _recorded_metrics(run_dir: Path, step: int) -> dict[str, float]:
+    """The validation metrics the run recorded at `step` (none when it did not evaluate)."""
+    path = run_dir / "metrics.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() \
+        else []
+    found = [r for r in records if r.get("step") == step]
+    return {k: v for k, v in found[-1].items() if k != "step"} if found else {}
+
+
+def export_checkpoint(recipe: Any) -> int:
+    """Write the bundle from the newest checkpoint of `recipe`'s run, in this one process and
+    without training: how a sharded run (any number of processes) becomes a bundle again, or
+    a run's bundle is rebuilt. Returns the checkpoint's step."""
+    run_dir = Path(recipe.output.dir)
+    point = open_resume_point(run_dir, recipe_to_dict(recipe))
+    task = build_task(recipe)
+    weights = _checkpoint_weights(point, task.model, ema=bool(recipe.train.ema_decay))
+    task.model.load_state_dict(weights)
+    task.run_info = {
+        "train_seconds": round(float(point.state.get("train_seconds", 0.0)), 1),
+        "world_size": point.state.get("world_size", 1),
+        "exported_from": point.path.name,
+    }
+    if point.state.get("recipe_changes"):
+        task.run_info["recipe_changes"] = point.state["recipe_changes"]
+    task.export(task.model.eval(), point.step, _recorded_metrics(run_dir, point.step))
+    return point.step
+
+
 def train_recipe(recipe: Any, resume: bool = False, callbacks: list | None = None) -> dict:
     """Train what `recipe` describes; returns the final validation metrics.
 
@@ -123,7 +187,7 @@ def train_recipe(recipe: Any, resume: bool = False, callbacks: list | None = Non
     checked before the task is built (`RunDirectoryError` when the run cannot continue). Any
     Ctrl-C ends as `TrainingInterrupted`, which says the step reached and the last checkpoint.
     """
-    ctx = setup_distributed(recipe.train.device)
+    ctx = setup_distributed(recipe.train.device, need_group=recipe.train.parallel == "fsdp")
     run_dir = Path(recipe.output.dir)
     trainer: Trainer | None = None
     point = None

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from jukelite.bundle import device_name
 from jukelite.logs import get_logger
 from jukelite.recipes import ABSENT, SAFE_ON_RESUME, TrainSection, recipe_differences
+from jukelite.train import fsdp
 from jukelite.train.checkpoint import (
     ResumePoint,
     RunDirectoryError,
@@ -226,7 +227,12 @@ class Trainer:
 
         torch.manual_seed(config.seed)
         task.prepare(ctx, resuming=point is not None)
-        self.model = task.model.to(ctx.device)
+        self.autocast_dtype = self._autocast_dtype()
+        self.sharded = config.parallel == "fsdp"
+        if self.sharded:  # before the optimizer and EMA, which then hold only this rank's shards
+            self.model = fsdp.shard_model(task.model, ctx, bf16=self.autocast_dtype is not None)
+        else:
+            self.model = task.model.to(ctx.device)
         decay, no_decay = [], []
         for param in self.model.parameters():
             if param.requires_grad:
@@ -246,10 +252,9 @@ class Trainer:
         if point is not None:
             self._load(point)
         self.wrapped: nn.Module = self.model
-        if ctx.enabled:
+        if ctx.enabled and not self.sharded:
             device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
             self.wrapped = DistributedDataParallel(self.model, device_ids=device_ids)
-        self.autocast_dtype = self._autocast_dtype()
 
     # ------------------------------------------------------------------ setup helpers
     def _autocast_dtype(self) -> torch.dtype | None:
@@ -283,12 +288,19 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self) -> dict[str, Any]:
-        return {
-            "data_position": self.data_position,
-            "train_seconds": self.train_seconds,
+        """Everything a checkpoint holds; sharded runs keep the tensors of the model, the
+        optimizer and the EMA apart (`fsdp.save_sharded_checkpoint`) and the EMA's count here."""
+        tensors: dict[str, Any] = {
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None,
             "optimizer": self.optimizer.state_dict(),
+        }
+        if self.sharded:
+            tensors = {"ema_updates": self.ema.updates if self.ema else None}
+        return {
+            "data_position": self.data_position,
+            "train_seconds": self.train_seconds,
+            **tensors,
             "scheduler": self.scheduler.state_dict(),
             "rng": capture_rng_state(),
             "world_size": self.ctx.world_size,
@@ -315,6 +327,43 @@ class Trainer:
 
     def _load(self, point: ResumePoint) -> None:
         state, path = point.state, point.path
+        if bool(state.get("sharded")) != self.sharded:
+            raise RunDirectoryError(
+                f"cannot resume from {path}: it was written by a "
+                f"{'sharded' if state.get('sharded') else 'replicated'} run and this one is "
+                f"{'sharded' if self.sharded else 'replicated'} (train.parallel)"
+            )
+        if self.sharded:
+            self._load_sharded(point)
+        else:
+            self._load_whole(point)
+        restore_rng_state(state["rng"])
+        self.step = int(state["step"])
+        self.data_position = int(state["data_position"])
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+        if state.get("world_size", 1) != self.ctx.world_size and self.ctx.is_main:
+            log.warning(
+                "%s was written with %s processes, resuming with %s; the data order changes",
+                path, state.get("world_size"), self.ctx.world_size,
+            )
+        if self.ctx.is_main:
+            log.info("resumed from %s at step %d", path, self.step)
+
+    def _load_sharded(self, point: ResumePoint) -> None:
+        try:
+            fsdp.load_sharded_tensors(point.path, self.model, self.optimizer,
+                                      self.ema.shadow if self.ema else None)
+            self.scheduler.load_state_dict(point.state["scheduler"])
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise RunDirectoryError(
+                f"cannot resume from {point.path}: its sharded state does not fit the model the "
+                f"recipe builds ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+            ) from exc
+        if self.ema is not None:
+            self.ema.updates = int(point.state["ema_updates"])
+
+    def _load_whole(self, point: ResumePoint) -> None:
+        state, path = point.state, point.path
         mismatch = _state_mismatch(self.model, state["model"])
         if mismatch:
             raise RunDirectoryError(
@@ -334,20 +383,15 @@ class Trainer:
             if state.get("ema") is None:
                 raise RunDirectoryError(f"{path} has no EMA weights but train.ema_decay is set")
             self.ema.load_state_dict(state["ema"])
-        restore_rng_state(state["rng"])
-        self.step = int(state["step"])
-        self.data_position = int(state["data_position"])
-        self.train_seconds = float(state.get("train_seconds", 0.0))
-        if state.get("world_size", 1) != self.ctx.world_size and self.ctx.is_main:
-            log.warning(
-                "%s was written with %s processes, resuming with %s; the data order changes",
-                path, state.get("world_size"), self.ctx.world_size,
-            )
-        if self.ctx.is_main:
-            log.info("resumed from %s at step %d", path, self.step)
 
     def save(self) -> Path | None:
         path = None
+        if self.sharded:
+            return fsdp.save_sharded_checkpoint(
+                self.checkpoint_dir, self.step, self.model, self.optimizer,
+                self.ema.shadow if self.ema else None, self._state(),
+                self.config.keep_checkpoints,
+            )
         if self.ctx.is_main:
             path = save_checkpoint(
                 self.checkpoint_dir, self.step, self._state(), self.config.keep_checkpoints
@@ -394,7 +438,8 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """Validation metrics with the weights that would be exported (EMA when enabled)."""
         metrics: dict[str, float] = {}
-        if self.ctx.is_main:
+        # A sharded model's forward is collective: every rank evaluates, rank 0 reports.
+        if self.ctx.is_main or self.sharded:
             dataset = self.task.valid_dataset()
             if dataset is not None and len(dataset) > 0:
                 loader = self._loader(dataset, sampler=None)
@@ -409,14 +454,19 @@ class Trainer:
                 for key, value in metrics.items():
                     if self.writer is not None:
                         self.writer.add_scalar(f"valid/{key}", value, self.step)
-                with open(self.run_dir / "metrics.jsonl", "a") as log:
-                    log.write(json.dumps({"step": self.step, **metrics}) + "\n")
+                if self.ctx.is_main:
+                    with open(self.run_dir / "metrics.jsonl", "a") as log:
+                        log.write(json.dumps({"step": self.step, **metrics}) + "\n")
         self.ctx.barrier()
         return metrics
 
     def export(self, metrics: dict[str, float]) -> None:
+        model = self.model
+        if self.sharded:  # gathered whole onto rank 0 (every rank takes part)
+            with self._eval_context():
+                model = fsdp.unsharded_copy(self.model)
         if self.ctx.is_main:
-            self.model.eval()
+            model.eval()
             # What the bundle records about how its weights were made (tasks read it on export).
             self.task.run_info = {
                 "train_seconds": round(self.train_seconds, 1),
@@ -426,8 +476,8 @@ class Trainer:
             }
             if self.recipe_changes:
                 self.task.run_info["recipe_changes"] = self.recipe_changes
-            with self._eval_context():
-                self.task.export(self.model, self.step, metrics)
+            with nullcontext() if self.sharded else self._eval_context():
+                self.task.export(model, self.step, metrics)
             self.model.train()
         self.ctx.barrier()
 
@@ -440,7 +490,10 @@ class Trainer:
         for micro in range(cfg.grad_accum):
             batch = _to_device(next(batches), self.ctx.device)
             sync = micro == cfg.grad_accum - 1 or not self.ctx.enabled
-            with nullcontext() if sync else self.wrapped.no_sync(), self._autocast():
+            if self.sharded:
+                fsdp.set_gradient_sync(self.model, sync)
+            skip_sync = nullcontext() if sync or self.sharded else self.wrapped.no_sync()
+            with skip_sync, self._autocast():
                 loss, metrics = self.task.training_step(self.wrapped, batch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
@@ -450,7 +503,9 @@ class Trainer:
             (loss / cfg.grad_accum).backward()
             records.append({"loss": loss.detach(), **metrics})
             items += next(iter(v.shape[0] for v in batch.values() if torch.is_tensor(v)))
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        grad_norm = fsdp.full_norm(
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        )
         self.optimizer.step()
         self.scheduler.step()
         if self.ema is not None:

@@ -359,6 +359,8 @@ def test_model_validation_error_is_a_recipe_error():
     [
         ({"train": {"schedule": "exp"}}, "'train.schedule' must be one of"),
         ({"train": {"precision": "fp8"}}, "'train.precision' must be one of"),
+        ({"train": {"parallel": "zero3"}}, "'train.parallel' must be one of ('ddp', 'fsdp')"),
+        ({"train": {"parallel": "fsdp"}}, "a VQ-VAE has none and fits every device whole"),
         ({"train": {"steps": 0}}, "'train.steps' must be >= 1, got 0"),
         ({"train": {"batch_size": 0}}, "'train.batch_size' must be >= 1"),
         ({"train": {"lr": 0}}, "'train.lr' must be > 0"),
