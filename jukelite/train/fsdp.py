@@ -66,6 +66,16 @@ def is_sharded(model: nn.Module) -> bool:
     return isinstance(model, FSDPModule)
 
 
+def release_gathered(model: nn.Module) -> None:
+    """Drop the gathered weights a forward pass without backward leaves behind.
+
+    FSDP keeps the root unit's weights gathered after its forward, for the backward that
+    normally follows. After evaluation none follows: the root would keep its gathered copy
+    (of the EMA weights, swapped in for evaluation) and the next training step would run on
+    it instead of the raw weights."""
+    model.reshard()  # type: ignore[operator]
+
+
 def set_gradient_sync(model: nn.Module, sync: bool) -> None:
     """Skip the gradient reduce-scatter on all but the last micro-batch of an accumulation."""
     model.set_requires_gradient_sync(sync)  # type: ignore[operator]

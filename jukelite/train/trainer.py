@@ -450,6 +450,8 @@ class Trainer:
                     if self.writer is not None:
                         first = _to_device(next(iter(loader)), self.ctx.device)
                         self.task.log_media(self.writer, self.model, first, self.step)
+                    if self.sharded:
+                        fsdp.release_gathered(self.model)
                 self.model.train()
                 for key, value in metrics.items():
                     if self.writer is not None:

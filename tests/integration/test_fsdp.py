@@ -21,14 +21,17 @@ from jukelite.bundle import load_prior_level
 from jukelite.cli import main
 from jukelite.train import train_recipe
 from jukelite.train.checkpoint import list_checkpoints, load_checkpoint
+from jukelite.train.fsdp import read_whole_weights
 
 from .conftest import TINY_PRIOR_RECIPES, tiny_prior_overrides, tiny_prior_recipe
 
 WORKER = Path(__file__).with_name("train_worker.py")
 # Full learning rate from the first step (Adam moves every weight by about 1e-3 a step, far
 # beyond the tolerance), an EMA and two micro-batches per step: every sharded piece of state
-# moves and must come back on resume.
-FAST = ("train.steps=4", "train.save_every=2", "train.eval_every=2", "train.warmup=1",
+# moves and must come back on resume. Evaluating after every step (with the EMA swapped in)
+# puts evaluation's forward passes between training steps, where FSDP leaves the root
+# module's weights gathered.
+FAST = ("train.steps=4", "train.save_every=2", "train.eval_every=1", "train.warmup=1",
         "train.ema_decay=0.9", "train.grad_accum=2")
 
 
@@ -53,6 +56,15 @@ def train_args(workdir: Path, manifest: Path, base: Path) -> list[str]:
 
 def exported(workdir: Path) -> dict[str, torch.Tensor]:
     return load_prior_level(workdir / "bundle", 1).state_dict()
+
+
+def raw_weights(workdir: Path) -> dict[str, torch.Tensor]:
+    """The raw (not EMA) weights of a run's last checkpoint, sharded or not."""
+    (_, path), = list_checkpoints(workdir / "run" / "checkpoints")[-1:]
+    if not path.is_dir():
+        return load_checkpoint(path)["model"]
+    model = load_prior_level(workdir / "bundle", 1)
+    return read_whole_weights(path, model, ema=False)
 
 
 def last_loss(workdir: Path) -> float:
@@ -81,12 +93,14 @@ def test_two_sharded_processes_train_as_one_process_does(
     # one process sharded over a process group of its own takes the same path as many
     train_recipe(tiny_prior_recipe("top", tone_manifest, prior_base, alone, *FAST,
                                    "train.batch_size=2", "train.parallel=fsdp"))
-    one = exported(plain)
+    one, one_raw = exported(plain), raw_weights(plain)
     for run in (sharded_run, alone):
-        other = exported(run)
-        assert other.keys() == one.keys()
+        other, other_raw = exported(run), raw_weights(run)
+        assert other.keys() == one.keys() and other_raw.keys() == one_raw.keys()
         for key in one:
             torch.testing.assert_close(other[key], one[key], rtol=0, atol=2e-5, msg=key)
+        for key in one_raw:
+            torch.testing.assert_close(other_raw[key], one_raw[key], rtol=0, atol=2e-5, msg=key)
         assert abs(last_loss(run) - last_loss(plain)) < 1e-5
 
 
