@@ -16,6 +16,7 @@ can be read back by any number of processes, so one process can turn it into a b
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +178,9 @@ def read_whole_weights(path: Path, model: nn.Module, ema: bool) -> dict[str, tor
     if ema:
         wanted["ema"] = {name: param.detach().float().clone()
                          for name, param in model.named_parameters() if param.requires_grad}
-    dcp.load(wanted, checkpoint_id=str(path), no_dist=True)
+    with warnings.catch_warnings():  # one process reading on purpose, not a setup mistake
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.load(wanted, checkpoint_id=str(path), no_dist=True)
     if ema:
         weights.update({name: value.to(weights[name].dtype)
                         for name, value in wanted["ema"].items()})
