@@ -22,7 +22,7 @@ from jukelite.bundle import Bundle, BundleError, demo_bundle_path
 from jukelite.data.labels import LabelVocabulary
 from jukelite.data.lyrics import LyricsTokenizer
 from jukelite.inference.codec import decode_level, encode_levels
-from jukelite.inference.options import SamplingOptions, check_device
+from jukelite.inference.options import SamplingOptions, check_cuda_graphs, check_device
 from jukelite.inference.request import (
     LyricsWarning,
     SampleRequest,
@@ -34,6 +34,7 @@ from jukelite.inference.request import (
 from jukelite.inference.run import Progress, Sampler
 from jukelite.inference.score import score_song, score_timing
 from jukelite.inference.song import Song, clear_run, read_progress
+from jukelite.inference.window import step_kind
 from jukelite.prior.model import PriorConfig
 
 __all__ = ["Jukebox", "LyricsWarning", "SamplingOptions", "Song", "load"]
@@ -45,6 +46,11 @@ class Jukebox:
     `dtype` (e.g. torch.bfloat16 on CUDA) is the precision the priors sample in; the logits
     are filtered and sampled in float32 whatever it is. `compile=True` runs each one-token
     step under torch.compile (a one-off compile per prior, then fewer, fused kernels).
+    `cuda_graphs=True` (CUDA devices only) records the one-token step as a CUDA graph once per
+    window and replays it for every token, one launch instead of hundreds of small kernels;
+    with `compile=True` the compiled step is recorded. Both only change how fast the same
+    maths runs, so they may differ between a run and its resume; float32 matmuls on CUDA use
+    TF32 either way.
 
     `generate`, `continue_` and `upsample` take the sampling options as keywords (`seed`,
     `temperature`, `top_k`, `top_p`, `levels`, `max_batch_size`, and `alignment` for the first
@@ -63,13 +69,14 @@ class Jukebox:
         device: str | torch.device = "cpu",
         dtype: torch.dtype | None = None,
         compile: bool = False,
+        cuda_graphs: bool = False,
     ):
         device = check_device(device)  # a missing GPU fails before the bundle is read
+        check_cuda_graphs(cuda_graphs, device)
         self._bundle = Bundle.open(bundle)
         if not self._bundle.levels:
             raise BundleError(f"{bundle} has no VQ-VAE level yet: nothing to encode or sample")
-        self._sampler = Sampler(self._bundle, device, dtype,
-                                "compiled" if compile else "cached")
+        self._sampler = Sampler(self._bundle, device, dtype, step_kind(compile, cuda_graphs))
 
     # ------------------------------------------------------------------ what the model is
     @property
@@ -345,8 +352,10 @@ class Jukebox:
 
 def load(
     path: str | Path | None = None, device: str | torch.device = "cpu",
-    dtype: torch.dtype | None = None, compile: bool = False,
+    dtype: torch.dtype | None = None, compile: bool = False, cuda_graphs: bool = False,
 ) -> Jukebox:
     """A bundle ready for sampling: `path`, or the shipped demo model when no path is given.
-    A `device` this machine lacks ("cuda" without a GPU, "foo") raises ValueError."""
-    return Jukebox(demo_bundle_path() if path is None else path, device, dtype, compile)
+    A `device` this machine lacks ("cuda" without a GPU, "foo") raises ValueError, as does
+    `cuda_graphs=True` on a device that is not CUDA (see `Jukebox`)."""
+    return Jukebox(demo_bundle_path() if path is None else path, device, dtype, compile,
+                   cuda_graphs)

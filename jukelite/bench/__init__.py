@@ -11,6 +11,8 @@ the chosen device (CUDA timings synchronise before reading the clock).
   and the real-time factor of a full render.
 - `jukebox-import` (jukebox_import.py): time and peak memory of importing a released-size
   Jukebox checkpoint (random weights), and sampling the imported bundle.
+- `gpu` (gpu.py): the one-job GPU check: attention backends against float64, Jukebox-shaped
+  sampling with and without CUDA graphs, sharded training steps, VQ-VAE real-time factor.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         from jukelite.bench.jukebox_import import bench_jukebox_import
 
         return bench_jukebox_import(args)
+    if args.what == "gpu":
+        from jukelite.bench.gpu import bench_gpu
+
+        return bench_gpu(args)
     if args.what == "sample":
         from jukelite.bench.sample import bench_sample
 

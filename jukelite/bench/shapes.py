@@ -3,7 +3,7 @@ reads them)."""
 
 from __future__ import annotations
 
-BENCHMARKS = ("vqvae", "attention", "prior", "sample", "jukebox-import")
+BENCHMARKS = ("vqvae", "attention", "prior", "sample", "jukebox-import", "gpu")
 
 ATTENTION_DEFAULTS = {"n_ctx": "1024,4096,16384", "width": 256, "heads": 2, "block_ctx": 64}
 

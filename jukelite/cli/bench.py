@@ -36,6 +36,12 @@ benchmarks:
              reported as level "any" (custom starts from tiny's sizes above; --width --depth
              --heads --n-ctx --blocks --bins override small and custom); --batch (comma list,
              default 1,8); --dtype (float32, or bf16 for the prior timings)
+  gpu        the GPU check, one table (Markdown, on stderr): SDPA and xformers attention against
+             float64; sampling tokens/s of a 1b_lyrics-shaped top prior and a level-1 upsampler
+             (random weights, bf16 on CUDA) at batch 1 and 8, with and without CUDA graphs; 3
+             sharded (FSDP) training steps of a 1B-shaped prior in one process, with peak memory;
+             the Jukebox VQ-VAE's real-time factor at 44.1 kHz. --tiny shrinks every shape (how
+             it runs on a CPU); scripts/gpu_check.sh runs it on a GPU
 
 --device and --repeats apply to all; options a benchmark does not use are ignored.
 """
@@ -138,6 +144,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "is left out) and render with it",
     )
 
+
+    gpu = parser.add_argument_group("gpu options")
+    gpu.add_argument("--tiny", action="store_true",
+                     help="tiny shapes of the same kinds: the check in seconds on a CPU")
 
     juke = parser.add_argument_group("jukebox-import options")
     juke.add_argument("--preset", choices=("1b_lyrics", "5b", "5b_lyrics"), default="1b_lyrics",

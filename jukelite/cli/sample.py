@@ -93,6 +93,10 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true",
                    help="run each one-token step under torch.compile (a one-off compile of "
                    "tens of seconds per level, then faster steps)")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="CUDA only: record the one-token step as a CUDA graph once per window "
+                   "and replay it for every token (one launch instead of one per kernel; "
+                   "combines with --compile)")
     add_verbosity(p)
 
 
@@ -175,7 +179,8 @@ def _check_combinations(args: argparse.Namespace) -> None:
         if given:
             raise UsageError(
                 f"--resume takes every setting from OUTDIR/song.json; drop {', '.join(given)} "
-                "(only --levels, --device, --dtype, --compile and --quiet may change)"
+                "(only --levels, --device, --dtype, --compile, --cuda-graphs and --quiet may "
+                "change)"
             )
         return
     if args.output is None:
@@ -249,14 +254,19 @@ def cmd_sample(args: argparse.Namespace) -> int:
     import torch
 
     from jukelite.api import load
+    from jukelite.inference.options import check_cuda_graphs
 
     _check_combinations(args)
     temperature = None if args.temperature is None else parse_temperature(args.temperature)
     device = parse_device(args.device)
+    try:
+        check_cuda_graphs(args.cuda_graphs, device, "--cuda-graphs")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     _check_output(args)
     dtype = torch.bfloat16 if args.dtype == "bfloat16" else None
     bars = LevelBars(not args.quiet)
-    jb = load(args.model, device, dtype, args.compile)
+    jb = load(args.model, device, dtype, args.compile, args.cuda_graphs)
     if args.model is None:
         log.info("model: the demo model in %s (`jukelite info` lists its artists and genres)",
                  jb.bundle)

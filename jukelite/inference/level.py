@@ -46,7 +46,7 @@ def sample_level(
     """Sample the codes of `job`'s level after the `codes` [N, t] already there, yielding all
     codes [N, t'] after every window; `on_tokens(k)` is told after each step that k more codes
     exist (for progress bars). Samples are drawn `job.max_batch_size` at a time, each chunk
-    from its own random stream."""
+    from its own random stream, made on the prior's device."""
     prior, config = job.prior, job.prior.config
     offset = config.seq_len - config.n_ctx  # lyric positions before the music (single mode)
     shift = config.n_vocab if offset else 0  # music ids follow the lyric ids in that mode
@@ -59,7 +59,8 @@ def sample_level(
             count = rows.stop - rows.start
             upper = None if job.upper is None else job.upper[rows]
             inputs = prior.window_inputs(job.song, job.hop_length, window.start, count, upper)
-            generator = window_generator(job.seed, config.level, window.index, chunk)
+            generator = window_generator(job.seed, config.level, window.index, chunk,
+                                         prior.embedding.x_emb.weight.device)
             if config.parallel:
                 pieces.append(_parallel_window(job, window, codes[rows], inputs.cond, upper,
                                                generator, on_tokens, count))

@@ -4,8 +4,9 @@
 chooses besides the song itself (seed, temperatures, filters, how far down to sample, batch
 size, alignment), carried as one value from the API to the run loop.
 
-The argument checks here (`check_number`, `check_int`, `check_text`, `check_device`) are the
-ones the Python API and the `jukelite` command share, so both name the argument and the value.
+The argument checks here (`check_number`, `check_int`, `check_text`, `check_device`,
+`check_cuda_graphs`) are the ones the Python API and the `jukelite` command share, so both name
+the argument and the value.
 """
 
 from __future__ import annotations
@@ -92,6 +93,19 @@ def check_device(device: Any, name: str = "device") -> torch.device:
         raise ValueError(f"{name} {shown}: MPS is not available on this machine "
                          "(torch.backends.mps.is_available() is False)")
     return parsed
+
+
+def check_cuda_graphs(enabled: Any, device: torch.device, name: str = "cuda_graphs=True"
+                      ) -> bool:
+    """CUDA graphs (record the one-token step once per window, replay it per token) as a bool,
+    refused up front on a device that is not CUDA; `name` is what the message calls the switch
+    (the API's argument or `--cuda-graphs`)."""
+    if not isinstance(enabled, bool):
+        raise ValueError(f"cuda_graphs must be True or False, got {enabled!r}")
+    if enabled and device.type != "cuda":
+        raise ValueError(f"{name} needs a CUDA device; got {device} (CUDA graphs record and "
+                         "replay GPU kernels: pick a CUDA device, or drop it)")
+    return enabled
 
 
 @dataclass(frozen=True)

@@ -65,11 +65,15 @@ class WindowSchedule:
         return (window for window in self if window.end > done)
 
 
-def window_generator(seed: int, level: int, window: int, chunk: int = 0) -> torch.Generator:
-    """The random stream of one (seed, level, window, batch chunk)."""
+def window_generator(
+    seed: int, level: int, window: int, chunk: int = 0, device: torch.device | str = "cpu"
+) -> torch.Generator:
+    """The random stream of one (seed, level, window, batch chunk), on the sampling `device`
+    so that draws happen where the logits are (no copy to the host per token). The same seed
+    gives the same stream on the same kind of device; a CUDA stream differs from the CPU's."""
     entropy = [seed, level, window, chunk]
     state = np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0]
-    return torch.Generator().manual_seed(int(state) % (2**63))
+    return torch.Generator(device=device).manual_seed(int(state) % (2**63))
 
 
 def batch_chunks(n_samples: int, max_batch_size: int | None) -> list[slice]:

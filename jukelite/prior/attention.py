@@ -89,15 +89,30 @@ def prime_keys(prime_len: int, blocks: int, n_ctx: int) -> int:
 # Backend: one fused call per layer.
 
 
+_XFORMERS: bool | None = None  # whether `import xformers.ops` works; tried once per process
+
+
+def _xformers_imports() -> bool:
+    """Try `import xformers.ops` once and remember the answer: a failed import is slow (a
+    search of sys.path) and would otherwise repeat on every attention call of every step."""
+    global _XFORMERS
+    if _XFORMERS is None:
+        try:
+            import xformers.ops  # noqa: F401
+        except Exception:  # ImportError, or a broken build raising at import time
+            _XFORMERS = False
+        else:
+            _XFORMERS = True
+    return _XFORMERS
+
+
 def attention_backend(device: torch.device) -> str:
-    """ "xformers" on CUDA when it imports, else "sdpa". Tests monkeypatch this to force "sdpa"."""
+    """ "xformers" on CUDA when it imports, else "sdpa"; decided on first use and cached, so a
+    compiled step sees a constant (call it once before compiling). Tests monkeypatch this to
+    force a backend."""
     if device.type != "cuda":
         return "sdpa"
-    try:
-        import xformers.ops  # noqa: F401
-    except Exception:  # ImportError, or a broken build raising at import time
-        return "sdpa"
-    return "xformers"
+    return "xformers" if _xformers_imports() else "sdpa"
 
 
 def _attend(q: Tensor, k: Tensor, v: Tensor, causal: bool = False, mask: Tensor | None = None):
@@ -107,13 +122,26 @@ def _attend(q: Tensor, k: Tensor, v: Tensor, causal: bool = False, mask: Tensor 
     (True = visible), broadcastable to [B, H, Lq, Lk], and always small (see callers).
     """
     if mask is None and attention_backend(q.device) == "xformers":
+        try:
+            return attend_with("xformers", q, k, v, causal)
+        except (NotImplementedError, ValueError):  # e.g. a head dim no kernel supports
+            pass
+    return attend_with("sdpa", q, k, v, causal, mask)
+
+
+def attend_with(backend: str, q: Tensor, k: Tensor, v: Tensor, causal: bool = False,
+                mask: Tensor | None = None) -> Tensor:
+    """`_attend` through one named backend, without falling back to the other: what the GPU
+    check (`jukelite bench gpu`) compares against a float64 reference."""
+    if backend == "xformers":
+        if mask is not None:
+            raise ValueError("the xformers path takes no mask (masked calls go to sdpa)")
         import xformers.ops as xops
 
         bias = xops.LowerTriangularMask() if causal else None
-        try:
-            return xops.memory_efficient_attention(q, k, v, attn_bias=bias)
-        except (NotImplementedError, ValueError):  # e.g. a head dim no kernel supports
-            pass
+        return xops.memory_efficient_attention(q, k, v, attn_bias=bias)
+    if backend != "sdpa":
+        raise ValueError(f"attention backend must be 'sdpa' or 'xformers', got {backend!r}")
     out = F.scaled_dot_product_attention(
         q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, is_causal=causal
     )
@@ -198,8 +226,9 @@ class KVCache:
 
     Slots per type: dense n_ctx; row block_ctx (the current row); column n_ctx (a column needs
     every earlier row); previous-row 2*block_ctx (a ring of the previous and current row, slot
-    = position % (2*block_ctx)); prime prime_keys; enc-dec the encoder's projected k/v, set on
-    first use (None until then).
+    = position % (2*block_ctx)); prime prime_keys; enc-dec the encoder's projected k/v, set when
+    the cache is made with `encoder_kv`, else on first use (None until then: a compiled step
+    should get it filled up front, or its first call sets it and the next one recompiles).
     """
 
     key: Tensor | None
@@ -309,9 +338,11 @@ class SparseAttention(nn.Module):
     # Sampling.
 
     def init_cache(
-        self, batch: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+        self, batch: int, device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None, encoder_kv: Tensor | None = None,
     ) -> KVCache:
-        """Preallocate this layer's KV cache (sizes in `KVCache`); one cache per sampling window."""
+        """Preallocate this layer's KV cache (sizes in `KVCache`); one cache per sampling window.
+        An encoder-decoder layer given `encoder_kv` projects it now, so no step has to."""
         if not self.causal:
             raise ValueError("a bidirectional attention layer has no KV cache: a parallel "
                              "decoder predicts every position of a window at once")
@@ -324,8 +355,9 @@ class SparseAttention(nn.Module):
             AttnType.PREV_ROW: 2 * (self.block_ctx or 0),
             AttnType.PRIME: self.prime_keys,
         }.get(self.attn_type)
-        if slots is None:  # ENC_DEC: filled from encoder_kv on first use
-            return KVCache(None, None)
+        if slots is None:  # ENC_DEC: the projected encoder states, now or on first use
+            return KVCache(None, None) if encoder_kv is None else KVCache(
+                *self._encoder_kv(encoder_kv))
         shape = (batch, slots, self.heads, self.head_dim)
         return KVCache(
             torch.zeros(shape, device=device, dtype=dtype),

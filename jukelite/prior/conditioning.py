@@ -138,8 +138,19 @@ class LabelConditioner(nn.Module):
                 n_ctx, t_bins, 0.0, 1.0, width, init_scale, clamp=True
             )
 
+    def check(self, y: torch.Tensor) -> None:
+        """Raise if a song length in y [N, >= 4 + G] is outside the timing range, saying what
+        is valid. It reads the lengths back to the host, so it is not part of `forward`: the
+        caller runs it once per request or batch (`LevelPrior.forward`; sampling checks the
+        request's length), never per window or step."""
+        if self.timing is None:
+            return
+        for value in y[:, TOTAL_LENGTH].float().tolist():
+            self.timing.check_total(value)
+
     def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """y [N, >= 4 + G] (layout of `jukelite.data.labels.label_vector`) -> (start, timing)."""
+        """y [N, >= 4 + G] (layout of `jukelite.data.labels.label_vector`) -> (start, timing).
+        Lengths are not checked here (see `check`)."""
         genres = y[:, GENRES : GENRES + self.max_bow_genre_size]
         mask = (genres >= 0).unsqueeze(-1).to(self.bow_genre_emb.weight.dtype)
         start = self.artist_emb(y[:, ARTIST]) + (
@@ -150,8 +161,6 @@ class LabelConditioner(nn.Module):
         total = y[:, TOTAL_LENGTH].float()
         offset = y[:, OFFSET].float()
         end = offset + y[:, SAMPLE_LENGTH].float()
-        for value in total.tolist():
-            self.timing.check_total(value)
         signal = (
             self.total_length_emb(total)
             + self.absolute_pos_emb(offset, end)

@@ -273,8 +273,9 @@ class Transformer(nn.Module):
                 x = block(x, encoder_kv)
         return x
 
-    def init_caches(self, batch: int, device=None, dtype=None) -> list[KVCache]:
-        return [block.attn.init_cache(batch, device, dtype) for block in self.blocks]
+    def init_caches(self, batch: int, device=None, dtype=None,
+                    encoder_kv: Tensor | None = None) -> list[KVCache]:
+        return [block.attn.init_cache(batch, device, dtype, encoder_kv) for block in self.blocks]
 
     def forward_cached(
         self, x: Tensor, start: int, caches: list[KVCache], encoder_kv: Tensor | None = None
@@ -611,6 +612,8 @@ class LevelPrior(nn.Module):
         c = self.config
         if codes.shape[1] != c.n_ctx:
             raise ValueError(f"expected {c.n_ctx} codes per window, got {codes.shape[1]}")
+        if c.labels and y is not None:
+            self.y_emb.check(y)  # song lengths, with a message that says what is valid
         cond = self.condition(y, upper, lyrics, drop)
         if c.parallel:
             return self._masked_forward(codes, cond, mask)
@@ -641,8 +644,12 @@ class LevelPrior(nn.Module):
         return PriorOutput(logits, loss, metrics)
 
     # ------------------------------------------------------------------ cached pass (sampling)
-    def init_caches(self, batch: int, device=None, dtype=None) -> list[KVCache]:
-        return self.transformer.init_caches(batch, device, dtype)
+    def init_caches(self, batch: int, device=None, dtype=None,
+                    encoder_kv: Tensor | None = None) -> list[KVCache]:
+        """Empty KV caches for one window of `batch` rows. Pass the window's `encoder_kv`
+        (`Conditioning.encoder_kv`) to fill the encoder-decoder caches now: then the one-token
+        step only reads them, and a compiled step compiles once."""
+        return self.transformer.init_caches(batch, device, dtype, encoder_kv)
 
     @torch.no_grad()
     def logits_cached(

@@ -218,9 +218,11 @@ class VectorQuantizer(nn.Module):
         Returns the per-code assignment counts of this batch (summed over ranks) and the number
         of codes restarted.
         """
-        onehot = F.one_hot(codes, self.codebook_size).to(x.dtype)  # [M, K]
-        sums = onehot.t() @ x  # [K, D]
-        counts = onehot.sum(dim=0)  # [K]
+        # Per-code sums and counts by adding rows onto their codes: a dense [M, K] one-hot would
+        # cost M * K floats (268 MB per level-0 step at batch 4 x 65536, 2048 codes). Counts are
+        # added ones rather than a bincount, which reads its maximum back to the host on CUDA.
+        sums = x.new_zeros(self.codebook_size, x.shape[1]).index_add_(0, codes, x)  # [K, D]
+        counts = x.new_zeros(self.codebook_size).index_add_(0, codes, x.new_ones(len(codes)))
         if _distributed():
             dist.all_reduce(sums)
             dist.all_reduce(counts)

@@ -101,4 +101,7 @@ def test_song_length_outside_the_timing_range_is_a_clear_error():
     labels = make_labels(TimingRange(min_duration=1.0, max_duration=10.0, sample_rate=100))
     y = label_vector(total_length=50, offset=0, sample_length=20, artist_id=0, genre_ids=[0])
     with pytest.raises(ValueError, match="at least 1.00 s"):
-        labels(y[None])
+        labels.check(y[None])  # run once per request or batch, outside forward
+    with pytest.raises(ValueError, match="start must be in"):
+        labels(y[None])  # forward reads no value back itself; the bins still refuse it
+    labels.check(label_vector(500, 0, 20, 0, [0])[None])  # 5 s is inside [1, 10)

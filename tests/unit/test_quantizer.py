@@ -54,6 +54,31 @@ def test_ema_update_matches_hand_computation():
     torch.testing.assert_close(m["codebook_change"], torch.tensor(math.sqrt((1 / 9) / 6)))
 
 
+@pytest.mark.parametrize("lookup", ["euclidean", "factorised"])
+def test_ema_update_equals_the_one_hot_formula(lookup):
+    """Sums and counts added onto each code (no [M, K] one-hot) give what the dense one-hot
+    product gave: a random codebook, random latents, some codes never chosen."""
+    torch.manual_seed(0)
+    k, d, m = 64, 8, 3000
+    q = VectorQuantizer(k, d, decay=0.9, restart_threshold=0.0, lookup=lookup,
+                        lookup_dim=4).train()
+    dim = q.space_dim
+    preset(q, torch.randn(k, dim).tolist(), (torch.rand(k) + 0.5).tolist())
+    x = torch.randn(m, dim) * 3
+    codes = torch.randint(0, k - 5, (m,))  # the last five codes get nothing
+    old_sum, old_count = q.ema_sum.clone(), q.ema_count.clone()
+
+    counts, restarts = q._ema_update(x, codes, torch.rand(m))
+
+    onehot = torch.nn.functional.one_hot(codes, k).float()
+    expected_sums, expected_counts = onehot.t() @ x, onehot.sum(dim=0)
+    assert torch.equal(counts, expected_counts) and counts[-5:].sum() == 0
+    torch.testing.assert_close(q.ema_sum, 0.9 * old_sum + 0.1 * expected_sums,
+                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(q.ema_count, 0.9 * old_count + 0.1 * expected_counts)
+    assert restarts == 0
+
+
 def test_dead_codes_restart_to_current_encoder_outputs():
     torch.manual_seed(0)
     q = VectorQuantizer(4, 3, decay=0.99, restart_threshold=1.0).train()
