@@ -66,6 +66,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -784,13 +785,42 @@ MARKDOWN_HEADER = [
 ]
 
 
+def dry_run_prior_config(recipe: Any) -> tuple[Any, list[str]]:
+    """The prior config a dry run builds (and plans the memory of), and notes on where its
+    sizes come from.
+
+    Sizes that training reads from the bundle or the data are taken from the bundle when it
+    exists; otherwise the recipe's values stand, and vocabularies sized from the data count 1.
+    """
+    config = recipe.model
+    notes = []
+    if recipe.train.init_from:
+        from jukelite.bundle import Bundle
+
+        config = Bundle.open(recipe.train.init_from).prior_configs.get(recipe.level, config)
+        notes.append(f"the model is the level {recipe.level} prior of {recipe.train.init_from}")
+    values: dict[str, Any] = {"level": recipe.level}
+    bundle = Path(recipe.output.bundle)
+    if (bundle / "jukelite.json").is_file():
+        from jukelite.bundle import read_manifest
+
+        entry = read_manifest(bundle)["vqvae"].get(str(recipe.level))
+        if entry is not None:
+            values["bins"] = entry["config"]["codebook_size"]
+    if config.labels:
+        for key in ("artist_bins", "genre_bins"):
+            if not getattr(config, key):
+                values[key] = 1
+                notes.append(f"model.{key} is sized from the manifest at training time")
+    return dataclasses.replace(config, **values), notes
+
+
 def profile_recipe(recipe: Any) -> Profile:
     """The profile of the model a recipe trains (sizes resolved as `--dry-run` resolves them)."""
     from jukelite.recipes import PriorRecipe, VQVAERecipe
 
     if isinstance(recipe, PriorRecipe):
         from jukelite.prior.model import LevelPrior
-        from jukelite.train.run import dry_run_prior_config
 
         config, _notes = dry_run_prior_config(recipe)
         with torch.device("meta"):
@@ -807,7 +837,6 @@ def profile_recipe(recipe: Any) -> Profile:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the README table (or each plan) for recipes at several world sizes."""
-    from pathlib import Path
 
     from jukelite.recipes import load_recipe
 

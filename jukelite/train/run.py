@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -10,10 +9,11 @@ from typing import Any
 import torch
 
 from jukelite.fileio import write_text_atomic
-from jukelite.prior.model import LevelPrior, PriorConfig
+from jukelite.prior.model import LevelPrior
 from jukelite.recipes import PriorRecipe, VQVAERecipe, recipe_to_dict
 from jukelite.train.checkpoint import ResumePoint, latest_checkpoint_step
 from jukelite.train.distributed import setup_distributed, teardown_distributed
+from jukelite.train.memory_plan import dry_run_prior_config
 from jukelite.train.trainer import Trainer, TrainingInterrupted, open_resume_point
 from jukelite.vqvae.model import VQVAE, count_parameters
 
@@ -28,35 +28,6 @@ def build_task(recipe: Any):
 
         return PriorTask(recipe)
     raise ValueError(f"no training task for recipe kind {getattr(recipe, 'kind', '?')!r}")
-
-
-def dry_run_prior_config(recipe: PriorRecipe) -> tuple[PriorConfig, list[str]]:
-    """The prior config a dry run builds, and notes on where its sizes come from.
-
-    Sizes that training reads from the bundle or the data are taken from the bundle when it
-    exists; otherwise the recipe's values stand, and vocabularies sized from the data count 1.
-    """
-    config = recipe.model
-    notes = []
-    if recipe.train.init_from:
-        from jukelite.bundle import Bundle
-
-        config = Bundle.open(recipe.train.init_from).prior_configs.get(recipe.level, config)
-        notes.append(f"the model is the level {recipe.level} prior of {recipe.train.init_from}")
-    values: dict[str, Any] = {"level": recipe.level}
-    bundle = Path(recipe.output.bundle)
-    if (bundle / "jukelite.json").is_file():
-        from jukelite.bundle import read_manifest
-
-        entry = read_manifest(bundle)["vqvae"].get(str(recipe.level))
-        if entry is not None:
-            values["bins"] = entry["config"]["codebook_size"]
-    if config.labels:
-        for key in ("artist_bins", "genre_bins"):
-            if not getattr(config, key):
-                values[key] = 1
-                notes.append(f"model.{key} is sized from the manifest at training time")
-    return dataclasses.replace(config, **values), notes
 
 
 def dry_run_prior(recipe: PriorRecipe, world_size: int | None = None,

@@ -31,10 +31,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+import jukelite.train.fsdp as fsdp
 from jukelite.bundle import device_name
 from jukelite.logs import get_logger
 from jukelite.recipes import ABSENT, SAFE_ON_RESUME, TrainSection, recipe_differences
-from jukelite.train import fsdp
 from jukelite.train.checkpoint import (
     ResumePoint,
     RunDirectoryError,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild the demo model (data/demo) from nothing: demo songs, the VQ-VAE, the top prior and the
-# two parallel upsamplers, then a float16 copy that records its sampling defaults. About an hour
-# and three quarters on a 2-core CPU. The priors depend only on the VQ-VAE: the top prior trains
+# two parallel upsamplers, then a float16 copy that records its sampling defaults. About 70
+# minutes on a free 2-core CPU. The priors depend only on the VQ-VAE: the top prior trains
 # on one core while the two upsamplers train one after the other on the other; small models run
 # faster as one-thread jobs side by side than as one two-thread job.
 # (recipes/demo/prior_mid.yaml and prior_bottom.yaml are the autoregressive upsamplers the demo
