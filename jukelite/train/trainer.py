@@ -181,6 +181,13 @@ def _state_mismatch(model: nn.Module, saved: dict[str, torch.Tensor], limit: int
     return lines
 
 
+def _unfit(path: Path, what: str, exc: Exception) -> RunDirectoryError:
+    """A checkpoint whose state torch refused to load into the model: `what` does not fit,
+    and the first line of torch's reason (its full messages run to pages)."""
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return RunDirectoryError(f"cannot resume from {path}: {what} ({first})")
+
+
 class Trainer:
     """Trains `task.model` for `config.steps` optimizer steps into `run_dir`.
 
@@ -355,10 +362,8 @@ class Trainer:
                                       self.ema.shadow if self.ema else None)
             self.scheduler.load_state_dict(point.state["scheduler"])
         except (ValueError, KeyError, RuntimeError) as exc:
-            raise RunDirectoryError(
-                f"cannot resume from {point.path}: its sharded state does not fit the model the "
-                f"recipe builds ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
-            ) from exc
+            raise _unfit(point.path, "its sharded state does not fit the model the recipe builds",
+                         exc) from exc
         if self.ema is not None:
             self.ema.updates = int(point.state["ema_updates"])
 
@@ -375,10 +380,7 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
         except (ValueError, KeyError, RuntimeError) as exc:
-            raise RunDirectoryError(
-                f"cannot resume from {path}: its optimizer state does not fit this model "
-                f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
-            ) from exc
+            raise _unfit(path, "its optimizer state does not fit this model", exc) from exc
         if self.ema is not None:
             if state.get("ema") is None:
                 raise RunDirectoryError(f"{path} has no EMA weights but train.ema_decay is set")
