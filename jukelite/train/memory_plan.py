@@ -530,6 +530,21 @@ def prior_activations(config: Any, layers: Counter[str], bf16: bool,
     width with a + b n_ctx + c width + d n_ctx width: every saved tensor's size is the product
     of one or none of the context and a width (the model's, or the conditioner's or lyrics
     encoder's, scaled alike) with sizes that do not change (heads, vocabularies, lyrics)."""
+    key = ("prior", repr(config), tuple(sorted(layers.items())), bf16, tuple(contexts),
+           tuple(widths))
+    if key not in _MEASURED:
+        _MEASURED[key] = _measure_prior_activations(config, layers, bf16, contexts, widths)
+    return _MEASURED[key]
+
+
+# Measurements already made in this process, by what they depend on: they are deterministic and
+# cost seconds, and one command (or test session) may plan the same recipe several times.
+_MEASURED: dict[tuple, Any] = {}
+
+
+def _measure_prior_activations(config: Any, layers: Counter[str], bf16: bool,
+                               contexts: Sequence[int], widths: Sequence[int]
+                               ) -> dict[str, Activations]:
     points: dict[str, dict[tuple[int, int], dict[str, float]]] = {"ddp": {}, "fsdp": {}}
     for n_ctx in reduced_contexts(config, contexts):
         for sizes in reduced_widths(config, widths):
@@ -567,6 +582,15 @@ def vqvae_activations(config: Any, levels: list[int], channels: int, sample_leng
     """Activation bytes per sample of a VQ-VAE (the levels trained together): measured whole at
     two short lengths and extrapolated linearly to `sample_length` (measured at it when it is
     short). No checkpointing option."""
+    key = ("vqvae", repr(config), tuple(levels), channels, sample_length, bf16)
+    if key not in _MEASURED:
+        _MEASURED[key] = _measure_vqvae_activations(config, levels, channels, sample_length,
+                                                    bf16)
+    return _MEASURED[key]
+
+
+def _measure_vqvae_activations(config: Any, levels: list[int], channels: int,
+                               sample_length: int, bf16: bool) -> Activations:
     from jukelite.vqvae.model import VQVAE
 
     lengths = vqvae_lengths(config, levels, sample_length)
