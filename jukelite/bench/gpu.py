@@ -30,6 +30,7 @@ import torch
 
 from jukelite.bench.sample import SETTINGS, random_window_inputs
 from jukelite.bench.timing import environment, median_time
+from jukelite.bench.vqvae import time_level
 from jukelite.convert.jukebox_configs import prior_config, vqvae_config
 from jukelite.convert.jukebox_hparams import resolve_hparams
 from jukelite.inference.window import sample_window
@@ -178,25 +179,19 @@ def fsdp_row(config: PriorConfig, device: torch.device, steps: int) -> dict[str,
 
 
 # ---------------------------------------------------------------------------------- VQ-VAE
-@torch.no_grad()
 def vqvae_rows(device: torch.device, seconds: float, repeats: int) -> list[dict[str, Any]]:
+    """Encode and decode real-time factor of each level of the Jukebox VQ-VAE at 44.1 kHz."""
     hps, _ = resolve_hparams(["vqvae"], "1b_lyrics")
     config = vqvae_config(hps["vqvae"])
     rows = []
     for level in range(config.levels):
         torch.manual_seed(0)
         model = LevelVQVAE(config, level).to(device).eval()
-        hop = model.hop_length
-        samples = max(hop, int(seconds * config.sample_rate) // hop * hop)
-        audio = (torch.randn(1, config.channels, samples, device=device) * 0.3).clamp(-1, 1)
-        codes = model.encode(audio)
-        encode_s = median_time(partial(model.encode, audio), device, repeats)
-        decode_s = median_time(partial(model.decode, codes), device, repeats)
-        duration = samples / config.sample_rate
-        rows.append({"check": "vqvae", "level": level, "hop_length": hop,
-                     "sample_rate": config.sample_rate, "audio_seconds": duration,
-                     "encode_realtime_factor": encode_s / duration,
-                     "decode_realtime_factor": decode_s / duration})
+        timing = time_level(model, seconds, 1, device, repeats)
+        rows.append({"check": "vqvae", "level": level, "hop_length": timing["hop_length"],
+                     "sample_rate": config.sample_rate,
+                     "encode_realtime_factor": timing["encode_realtime_factor"],
+                     "decode_realtime_factor": timing["decode_realtime_factor"]})
     return rows
 
 

@@ -47,27 +47,36 @@ def bench_vqvae(args: argparse.Namespace) -> dict[str, Any]:
         "levels": {},
     }
     for model in models:
-        rate, hop, channels = model.config.sample_rate, model.hop_length, model.config.channels
-        samples = int(args.seconds * rate) // hop * hop
-        audio = torch.randn(batch, channels, samples, device=device).clamp(-1, 1) * 0.3
-        codes = model.encode(audio)
-        audio_seconds = batch * samples / rate
-        tokens = codes.numel()
-        encode_s = median_time(partial(model.encode, audio), device, args.repeats)
-        decode_s = median_time(partial(model.decode, codes), device, args.repeats)
-        results["levels"][str(model.level)] = {
-            "hop_length": hop,
-            "parameters": count_parameters(model),
-            "tokens": tokens,
-            "encode_seconds": encode_s,
-            "encode_realtime_factor": encode_s / audio_seconds,
-            "encode_tokens_per_second": tokens / encode_s,
-            "decode_seconds": decode_s,
-            "decode_realtime_factor": decode_s / audio_seconds,
-            "decode_tokens_per_second": tokens / decode_s,
-        }
+        results["levels"][str(model.level)] = time_level(model, args.seconds, batch, device,
+                                                         args.repeats)
     _table(results)
     return results
+
+
+@torch.no_grad()
+def time_level(model: LevelVQVAE, seconds: float, batch: int, device: torch.device,
+               repeats: int) -> dict[str, Any]:
+    """Encode and decode time of one level on `batch` items of random audio of about
+    `seconds` (a whole number of codes, at least one): real-time factor and tokens/s."""
+    rate, hop, channels = model.config.sample_rate, model.hop_length, model.config.channels
+    samples = max(hop, int(seconds * rate) // hop * hop)
+    audio = torch.randn(batch, channels, samples, device=device).clamp(-1, 1) * 0.3
+    codes = model.encode(audio)
+    audio_seconds = batch * samples / rate
+    tokens = codes.numel()
+    encode_s = median_time(partial(model.encode, audio), device, repeats)
+    decode_s = median_time(partial(model.decode, codes), device, repeats)
+    return {
+        "hop_length": hop,
+        "parameters": count_parameters(model),
+        "tokens": tokens,
+        "encode_seconds": encode_s,
+        "encode_realtime_factor": encode_s / audio_seconds,
+        "encode_tokens_per_second": tokens / encode_s,
+        "decode_seconds": decode_s,
+        "decode_realtime_factor": decode_s / audio_seconds,
+        "decode_tokens_per_second": tokens / decode_s,
+    }
 
 
 def _table(results: dict[str, Any]) -> None:

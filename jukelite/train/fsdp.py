@@ -61,12 +61,6 @@ def shard_model(model: nn.Module, ctx: DistributedContext, bf16: bool) -> nn.Mod
     return model
 
 
-def is_sharded(model: nn.Module) -> bool:
-    from torch.distributed.fsdp import FSDPModule
-
-    return isinstance(model, FSDPModule)
-
-
 def release_gathered(model: nn.Module) -> None:
     """Drop the gathered weights a forward pass without backward leaves behind.
 

@@ -297,13 +297,14 @@ class Trainer:
     def _state(self) -> dict[str, Any]:
         """Everything a checkpoint holds; sharded runs keep the tensors of the model, the
         optimizer and the EMA apart (`fsdp.save_sharded_checkpoint`) and the EMA's count here."""
-        tensors: dict[str, Any] = {
-            "model": self.model.state_dict(),
-            "ema": self.ema.state_dict() if self.ema else None,
-            "optimizer": self.optimizer.state_dict(),
-        }
         if self.sharded:
-            tensors = {"ema_updates": self.ema.updates if self.ema else None}
+            tensors: dict[str, Any] = {"ema_updates": self.ema.updates if self.ema else None}
+        else:
+            tensors = {
+                "model": self.model.state_dict(),
+                "ema": self.ema.state_dict() if self.ema else None,
+                "optimizer": self.optimizer.state_dict(),
+            }
         return {
             "data_position": self.data_position,
             "train_seconds": self.train_seconds,
